@@ -1,0 +1,218 @@
+"""Read records from JSONL / JSON / CSV / Parquet, each located by file and line (or row).
+
+    for loc, record in read_records("train.jsonl"):
+        ...
+
+JSONL is streamed line by line (a 2 GB file is never loaded whole). Every problem becomes a `DataError`
+naming file, line and field; with `on_error="skip"` the bad record is appended to `skipped` and reading
+goes on, so nothing is dropped silently. A UTF-8 byte-order mark at the start of a file is accepted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from r1tune.errors import DataError
+
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int
+    unit: str = "line"  # "line" for text formats, "row" for Parquet
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.unit == "line" else f"{self.file}#row{self.line}"
+
+    def error(self, field: str | None, problem: str) -> DataError:
+        return DataError(self.file, self.line, field, problem, unit=self.unit)
+
+
+def read_records(
+    path: str | Path, on_error: str = "stop", skipped: list[DataError] | None = None
+) -> Iterator[tuple[Location, dict]]:
+    """Yield (location, record) for every record in a data file; the format comes from the suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), None, None, "file not found")
+    suffix = path.suffix.lower()
+    readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
+               ".tsv": _read_csv, ".parquet": _read_parquet}
+    if suffix not in readers:
+        raise DataError(str(path), None, None, f"unknown file type '{suffix}' (use .jsonl, .json, .csv or .parquet)")
+    count = 0
+    for item in readers[suffix](path):
+        if isinstance(item, DataError):
+            if on_error == "stop":
+                raise item
+            if skipped is not None:
+                skipped.append(item)
+            continue
+        count += 1
+        yield item
+    if count == 0 and not (skipped and any(e.file == str(path) for e in skipped)):
+        raise DataError(str(path), None, None, "file is empty: no records found")
+
+
+def _decode(raw: bytes, path: Path, line: int) -> str | DataError:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return DataError(str(path), line, None, f"invalid UTF-8 at byte {e.start} of the line ({raw[e.start:e.start + 4]!r})")
+
+
+def _object_or_error(value, loc: Location) -> dict | DataError:
+    if not isinstance(value, dict):
+        return loc.error(None, f"a record must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _read_jsonl(path: Path):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if line_no == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            text = _decode(raw, path, line_no)
+            if isinstance(text, DataError):
+                yield text
+                continue
+            if not text.strip():
+                continue
+            loc = Location(str(path), line_no)
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield loc.error(None, f"invalid JSON at column {e.colno}: {e.msg}")
+                continue
+            record = _object_or_error(value, loc)
+            yield record if isinstance(record, DataError) else (loc, record)
+
+
+def _read_whole_text(path: Path) -> str | DataError:
+    raw = path.read_bytes()
+    if raw.startswith(BOM):
+        raw = raw[len(BOM):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return DataError(str(path), line, None, f"invalid UTF-8 ({raw[e.start:e.start + 4]!r})")
+
+
+def _read_json(path: Path):
+    """A JSON array of objects. Elements are decoded one by one so each error names its own line."""
+    text = _read_whole_text(path)
+    if isinstance(text, DataError):
+        yield text
+        return
+    decoder = json.JSONDecoder()
+    i = _skip_ws(text, 0)
+    if i == len(text):
+        return
+    line_of = lambda pos: text.count("\n", 0, pos) + 1  # noqa: E731
+    if text[i] != "[":
+        try:
+            value, _ = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            yield DataError(str(path), e.lineno, None, f"invalid JSON: {e.msg}")
+            return
+        if isinstance(value, dict):  # one record
+            yield Location(str(path), line_of(i)), value
+            return
+        yield DataError(str(path), line_of(i), None, "expected a JSON array of records")
+        return
+    i = _skip_ws(text, i + 1)
+    if i < len(text) and text[i] == "]":
+        return
+    while i < len(text):
+        loc = Location(str(path), line_of(i))
+        try:
+            value, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            # The rest of the array cannot be located reliably after a syntax error: report and stop.
+            yield DataError(str(path), e.lineno, None, f"invalid JSON at column {e.colno}: {e.msg}")
+            return
+        record = _object_or_error(value, loc)
+        yield record if isinstance(record, DataError) else (loc, record)
+        i = _skip_ws(text, i)
+        if i < len(text) and text[i] == ",":
+            i = _skip_ws(text, i + 1)
+        elif i < len(text) and text[i] == "]":
+            return
+        else:
+            yield DataError(str(path), line_of(i), None, "invalid JSON: expected ',' or ']' after a record")
+            return
+    yield DataError(str(path), line_of(len(text)), None, "invalid JSON: the array is not closed")
+
+
+def _skip_ws(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _read_csv(path: Path):
+    text = _read_whole_text(path)
+    if isinstance(text, DataError):
+        yield text
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    if not reader.fieldnames:
+        return
+    start = 2
+    for row in reader:
+        loc = Location(str(path), start)
+        start = reader.line_num + 1
+        if None in row:  # more cells than header columns
+            yield loc.error(None, f"row has {len(reader.fieldnames) + len(row[None])} cells, header has {len(reader.fieldnames)}")
+            continue
+        if all(v in (None, "") for v in row.values()):
+            continue
+        yield loc, {k: _maybe_json(v) for k, v in row.items()}
+
+
+def _maybe_json(cell):
+    """CSV cells holding lists/objects (e.g. a `messages` column) are JSON; plain text stays text."""
+    if cell is None:
+        return None
+    stripped = cell.strip()
+    if stripped[:1] in "[{":
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return cell
+    return cell
+
+
+def _read_parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a broken file
+        yield DataError(str(path), None, None, f"not a readable Parquet file: {e}")
+        return
+    row = 0
+    for batch in pf.iter_batches(batch_size=4096):
+        for record in batch.to_pylist():
+            row += 1
+            yield Location(str(path), row, unit="row"), record
+
+
+def write_jsonl(path: str | Path, records) -> int:
+    """Write dicts as UTF-8 JSONL (Chinese kept readable); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    return n
