@@ -98,6 +98,11 @@ def quickstart_cmd(
     quickstart(out, steps=steps)
 
 
+# --- prepare commands (issue 3): `r1tune prepare …` sub-app goes here ---
+
+# --- annotate commands (issue 4): `r1tune annotate …` sub-app goes here ---
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

@@ -1,0 +1,54 @@
+"""Shared fixtures. Everything is offline: HF_HUB_OFFLINE=1, and sockets may only reach loopback.
+
+The tiny models are built once per session (a few seconds) from a config and a locally trained tokenizer
+that carries the R1 special tokens and chat template; tests never download anything.
+"""
+
+import os
+import socket
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1") or self.family == socket.AF_UNIX):
+        raise OSError(f"network access blocked in tests: {address}")
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _loopback_only
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random-init Qwen2 (R1-Distill-Qwen architecture) with the R1 tokenizer and template."""
+    from r1tune.model.tiny import make_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-qwen2")
+    make_tiny_model(out, arch="qwen2", size="tiny")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """A tiny random-init Llama (R1-Distill-Llama architecture) with the R1 tokenizer and template."""
+    from r1tune.model.tiny import make_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    make_tiny_model(out, arch="llama", size="tiny")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
