@@ -90,7 +90,7 @@ def finetune_cmd(
 @app.command("quickstart")
 def quickstart_cmd(
     out: Path = typer.Option(Path("runs/quickstart"), help="Output folder."),
-    steps: int = typer.Option(300, help="Optimizer steps for the LoRA fine-tune."),
+    steps: int = typer.Option(600, help="Optimizer steps for the LoRA fine-tune."),
 ):
     """Offline, end to end: tiny R1 model → LoRA fine-tune on bundled finance data → base vs tuned."""
     from r1tune.recipes.quickstart import quickstart

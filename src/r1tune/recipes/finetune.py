@@ -1,0 +1,322 @@
+"""The finetune recipe: one training flow for every method, readable top to bottom.
+
+    r1tune finetune configs/quickstart.yaml
+    r1tune finetune --model DIR --data train.jsonl --out runs/x --method lora --max-steps 200
+
+Steps: load tokenizer and R1 template → read and tokenize data (bad rows stop the run or are listed in
+OUT/skipped.jsonl) → load the model and wrap it for the method → AdamW + warmup/cosine → train with
+gradient accumulation normalised by target tokens → evaluate, early-stop, checkpoint atomically → write
+OUT/final/ (adapter or model, tokenizer, config.yaml, provenance.json) and loss/lr plots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from r1tune.config import FinetuneConfig, dump_config
+from r1tune.data.batching import collate, length_grouped_batches
+from r1tune.data.formats import ChatSample, load_samples
+from r1tune.data.io import write_jsonl
+from r1tune.errors import DataError, R1TuneError
+from r1tune.model.load import load_model, load_tokenizer
+from r1tune.model.methods import (
+    apply_method,
+    count_parameters,
+    load_trainable_state,
+    save_trained,
+    trainable_state,
+)
+from r1tune.model.template import (
+    TokenizedSample,
+    render_training,
+    resolve_template,
+    template_hash,
+    template_name,
+    tokenize_training,
+)
+from r1tune.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from r1tune.train.loss import target_loss
+from r1tune.train.monitor import EarlyStopping, MetricsLog, plot_metrics, truncate_metrics
+from r1tune.train.schedule import effective_warmup, make_scheduler
+
+
+@dataclass
+class TrainingData:
+    train: list[TokenizedSample]
+    validation: list[TokenizedSample]
+    skipped: list[dict] = field(default_factory=list)
+    truncated: int = 0
+    without_reasoning: int = 0
+    data_hash: str = ""
+
+
+def tokenize_samples(samples: list[ChatSample], tokenizer, template: str, cfg, skipped: list[dict]):
+    """Render and tokenize; a sample that cannot train is an error, or listed in `skipped`."""
+    out, truncated, plain = [], 0, 0
+    for s in samples:
+        try:
+            text = render_training(tokenizer, s.messages, s.reasoning, cfg.reasoning, template)
+            tok = tokenize_training(tokenizer, text, cfg.max_length, source=s.source)
+        except R1TuneError as e:
+            if cfg.on_error == "stop":
+                raise
+            skipped.append({"source": s.source, "reason": str(e)})
+            continue
+        truncated += tok.truncated
+        plain += s.reasoning is None
+        out.append(tok)
+    return out, truncated, plain
+
+
+def file_hash(*paths: str | None) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        if p:
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def load_training_data(cfg, tokenizer, template: str, seed: int) -> TrainingData:
+    errors: list[DataError] = []
+    train_samples, bad = load_samples(cfg.train, cfg.format, cfg.on_error)
+    errors += bad
+    if cfg.validation:
+        val_samples, bad = load_samples(cfg.validation, cfg.format, cfg.on_error)
+        errors += bad
+    else:  # hold out a deterministic share of train
+        order = list(range(len(train_samples)))
+        random.Random(seed).shuffle(order)
+        n_val = int(len(order) * cfg.val_split)
+        if n_val and len(order) - n_val < 1:
+            raise R1TuneError(f"{cfg.train}: too few samples to hold out a validation split")
+        val_samples = [train_samples[i] for i in order[:n_val]]
+        train_samples = [train_samples[i] for i in sorted(order[n_val:])]
+    skipped = [e.as_dict() for e in errors]
+    train, truncated, plain = tokenize_samples(train_samples, tokenizer, template, cfg, skipped)
+    val, _, _ = tokenize_samples(val_samples, tokenizer, template, cfg, skipped)
+    if not train:
+        raise R1TuneError(f"{cfg.train}: no trainable samples ({len(skipped)} skipped, see skipped.jsonl)")
+    return TrainingData(train, val, skipped, truncated, plain, file_hash(cfg.train, cfg.validation))
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """No weight decay on norms and biases (1-D tensors): decaying them only hurts."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class BatchStream:
+    """Global micro-batches in a fixed order: micro-batch k is batch k % n of epoch k // n."""
+
+    def __init__(self, samples: list[TokenizedSample], global_batch: int, seed: int):
+        self.samples, self.global_batch, self.seed = samples, global_batch, seed
+        self.lengths = [len(s.input_ids) for s in samples]
+        self.per_epoch = math.ceil(len(samples) / global_batch)
+        self._epoch, self._batches = -1, []
+
+    def batch(self, k: int) -> list[TokenizedSample]:
+        epoch = k // self.per_epoch
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = length_grouped_batches(self.lengths, self.global_batch, self.seed, epoch)
+        return [self.samples[i] for i in self._batches[k % self.per_epoch]]
+
+
+@torch.no_grad()
+def evaluate_loss(model, samples: list[TokenizedSample], batch_size: int, pad_id: int, device) -> dict:
+    was_training = model.training
+    model.eval()
+    loss_sum, n_targets, n_correct = 0.0, 0, 0
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        batch = collate([samples[i] for i in order[start:start + batch_size]], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss, n, correct = target_loss(model, **batch)
+        loss_sum, n_targets, n_correct = loss_sum + float(loss), n_targets + n, n_correct + correct
+    model.train(was_training)
+    return {"loss": loss_sum / max(1, n_targets), "token_accuracy": n_correct / max(1, n_targets)}
+
+
+def provenance(cfg: FinetuneConfig, template: str, data: TrainingData, step: int, stop_reason: str | None) -> dict:
+    import accelerate
+    import peft
+    import transformers
+
+    import r1tune
+
+    return {
+        "base_model": cfg.model.name_or_path, "revision": cfg.model.revision, "method": cfg.method.name,
+        "template": template_name(template), "template_hash": template_hash(template),
+        "reasoning": cfg.data.reasoning, "data_hash": data.data_hash, "train_samples": len(data.train),
+        "validation_samples": len(data.validation), "skipped": len(data.skipped), "steps": step,
+        "stop_reason": stop_reason,
+        "versions": {"r1tune": r1tune.__version__, "torch": torch.__version__,
+                     "transformers": transformers.__version__, "peft": peft.__version__,
+                     "accelerate": accelerate.__version__},
+    }
+
+
+def _kill_if_asked(step: int) -> None:
+    """Fault injection for the resume tests: R1TUNE_KILL_AT_STEP=N sends SIGKILL to this process after step N."""
+    if os.environ.get("R1TUNE_KILL_AT_STEP") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
+    from accelerate import Accelerator
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from transformers import set_seed
+
+    tc = cfg.train
+    out = Path(cfg.out)
+    ckpt_root = out / "checkpoints"
+    if not resume and latest_checkpoint(ckpt_root) is not None:
+        raise R1TuneError(f"{out} already holds checkpoints: pass --resume to continue, or choose another --out")
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(tc.mixed_precision))
+    rank, world = accelerator.process_index, accelerator.num_processes
+    set_seed(tc.seed)
+
+    # data: rendered with the same template inference will use
+    tokenizer = load_tokenizer(cfg.model)
+    template = resolve_template(tokenizer, cfg.data.chat_template)
+    data = load_training_data(cfg.data, tokenizer, template, tc.seed)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out / "skipped.jsonl", data.skipped)
+        dump_config(cfg, out / "config.yaml")
+
+    # model, wrapped for the method
+    model = load_model(cfg.model)
+    if tc.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # else LoRA on a frozen embedding gets no gradient
+    model = apply_method(model, cfg.method)
+    model.train()
+    trainable, total = count_parameters(model)
+
+    stream = BatchStream(data.train, tc.batch_size * world, tc.seed)
+    total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * stream.per_epoch / tc.grad_accum))
+    optimizer = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
+    scheduler = make_scheduler(optimizer, total_steps, tc.warmup_steps, tc.min_lr_ratio)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    early = EarlyStopping(tc.early_stopping_patience, tc.early_stopping_rising)
+    step, micro, stop_reason = 0, 0, None
+
+    if resume:
+        ckpt = latest_checkpoint(ckpt_root)
+        if ckpt is None:
+            raise R1TuneError(f"--resume: no complete checkpoint in {ckpt_root}")
+        weights, state = load_checkpoint(ckpt, optimizer, scheduler)
+        load_trainable_state(accelerator.unwrap_model(model), weights)
+        step, micro = state["step"], state["micro_batches"]
+        early = EarlyStopping(**state["early_stopping"])
+        if accelerator.is_main_process:
+            truncate_metrics(out / "metrics.jsonl", step)
+    elif accelerator.is_main_process:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+
+    log = MetricsLog(out) if accelerator.is_main_process else None
+    if accelerator.is_main_process:
+        print(f"r1tune finetune: {cfg.method.name} on {cfg.model.name_or_path} — {trainable:,} of {total:,} "
+              f"parameters train; {len(data.train)} train / {len(data.validation)} validation samples"
+              f" ({len(data.skipped)} skipped, {data.truncated} truncated, {data.without_reasoning} without a trace);"
+              f" {total_steps} steps, warmup {effective_warmup(tc.warmup_steps, total_steps)}")
+    pad_id = tokenizer.pad_token_id
+    params = [p for p in model.parameters() if p.requires_grad]
+    progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+                        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:.0f} tok/s"),
+                        TimeRemainingColumn(), disable=not accelerator.is_main_process)
+    task = progress.add_task("train", total=total_steps, completed=step, loss=float("nan"), tps=0.0)
+    with progress:
+        while step < total_steps and stop_reason is None:
+            t0 = time.perf_counter()
+            batches = [stream.batch(micro + i) for i in range(tc.grad_accum)]
+            micro += tc.grad_accum
+            # normalise by the target tokens of the whole accumulated global batch
+            n_step_targets = sum(s.n_targets for b in batches for s in b)
+            n_real_tokens = sum(len(s.input_ids) for b in batches for s in b)
+            loss_sum = torch.zeros((), device=accelerator.device)
+            correct = 0
+            for i, global_batch in enumerate(batches):
+                local = global_batch[rank * tc.batch_size:(rank + 1) * tc.batch_size]
+                if not local:
+                    continue
+                batch = {k: v.to(accelerator.device) for k, v in collate(local, pad_id).items()}
+                sync = accelerator.no_sync(model) if i < len(batches) - 1 else nullcontext()
+                with sync, accelerator.autocast():
+                    part, _, c = target_loss(model, **batch)
+                    # DDP averages gradients over processes; scale so the result is the global token mean
+                    accelerator.backward(part * world / n_step_targets)
+                loss_sum += part.detach()
+                correct += c
+            loss_sum = accelerator.reduce(loss_sum, "sum")
+            loss = float(loss_sum) / n_step_targets
+            if not math.isfinite(loss):
+                last = latest_checkpoint(ckpt_root)
+                raise R1TuneError(f"loss became {loss} at step {step + 1}: stopped. Last good checkpoint: "
+                                  f"{last or 'none'}. Lower train.lr, use bf16 rather than fp16, or check the data.")
+            grad_norm = float(accelerator.clip_grad_norm_(params, tc.max_grad_norm))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            dt = time.perf_counter() - t0
+            record = {"step": step, "split": "train", "loss": loss, "lr": scheduler.get_last_lr()[0],
+                      "grad_norm": grad_norm, "tokens_per_s": n_real_tokens / dt, "target_tokens": n_step_targets}
+            if log and (step % tc.log_every == 0 or step == total_steps):
+                log.write(record)
+            progress.update(task, completed=step, loss=loss, tps=record["tokens_per_s"])
+
+            if data.validation and (step % tc.eval_every == 0 or step == total_steps):
+                metrics = evaluate_loss(model, data.validation, tc.batch_size, pad_id, accelerator.device)
+                stop_reason = early.update(metrics["loss"])
+                if log:
+                    log.write({"step": step, "split": "eval", **metrics})
+            if step % tc.save_every == 0 and step < total_steps:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    save_checkpoint(ckpt_root, step, trainable_state(accelerator.unwrap_model(model)), optimizer,
+                                    scheduler, {"step": step, "micro_batches": micro,
+                                                "early_stopping": early.state()}, keep=tc.keep_checkpoints)
+            _kill_if_asked(step)
+
+    accelerator.wait_for_everyone()
+    summary = provenance(cfg, template, data, step, stop_reason)
+    if accelerator.is_main_process:
+        if stop_reason:
+            print(f"early stop at step {step}: {stop_reason}")
+        final = out / "final"
+        save_trained(accelerator.unwrap_model(model), final)
+        tokenizer.save_pretrained(final)
+        dump_config(cfg, final / "config.yaml")
+        (final / "provenance.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+        log.close()
+        plot_metrics(out)
+        print(f"done: {step} steps; model in {final}")
+    return summary

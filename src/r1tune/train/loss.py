@@ -1,0 +1,53 @@
+"""Causal-LM loss on target tokens only, computed in chunks.
+
+The LM head of an R1-Distill model has 151,936 rows: logits for a whole batch in fp32 cost
+batch × length × 151,936 × 4 bytes (5 GB for 8 × 1024) before the softmax and its gradient. We run the
+head only on positions that have a label, a chunk at a time, and recompute each chunk's logits in the
+backward pass (activation checkpointing), so at most one chunk of logits is ever alive.
+
+Returns *sums* (loss, target count, correct predictions): the recipe divides by the number of target
+tokens in the whole accumulated batch, so short and long samples weigh what their tokens weigh.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from r1tune.model.template import IGNORE
+
+
+def decoder_and_head(model):
+    """The transformer body (returns hidden states) and the LM head, through a PEFT wrapper if any."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(base, "module", base)  # DDP
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def _chunk_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor):
+    logits = head(hidden).float()
+    loss = F.cross_entropy(logits, targets, reduction="sum")
+    correct = (logits.argmax(-1) == targets).sum()
+    return loss, correct
+
+
+def target_loss(model, input_ids, attention_mask, labels, chunk_size: int = 2048):
+    """(sum of token losses, number of target tokens, correct next-token predictions)."""
+    decoder, head = decoder_and_head(model)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    hidden = hidden[:, :-1][keep]
+    targets = targets[keep]
+    loss = hidden.new_zeros((), dtype=torch.float32)
+    correct = torch.zeros((), dtype=torch.long, device=hidden.device)
+    for start in range(0, targets.numel(), chunk_size):
+        h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+        if torch.is_grad_enabled() and h.requires_grad:
+            chunk_loss, chunk_correct = checkpoint(_chunk_loss, head, h, t, use_reentrant=False)
+        else:
+            chunk_loss, chunk_correct = _chunk_loss(head, h, t)
+        loss = loss + chunk_loss
+        correct = correct + chunk_correct
+    return loss, targets.numel(), int(correct)
