@@ -44,7 +44,8 @@ def render_cmd(
     """Show exactly what the model will see, as text or token ids with the label mask."""
     from r1tune.recipes.render import render
 
-    typer.echo(render(model, messages, train=train, ids=ids, reasoning=reasoning, max_length=max_length), nl=False)
+    text = render(model, messages, train=train, ids=ids, reasoning=reasoning, max_length=max_length)
+    typer.echo(text, nl=not text.endswith("\n"))
 
 
 FINETUNE_FLAGS = {

@@ -140,6 +140,8 @@ def _alpaca(record: dict, loc: Location):
 
 
 def _sharegpt(record: dict, loc: Location):
+    if "conversations" not in record:
+        raise loc.error("conversations", "missing")
     turns = record["conversations"]
     if not isinstance(turns, list):
         raise loc.error("conversations", f"wrong type: expected a list, got {type(turns).__name__}")
@@ -166,6 +168,8 @@ def _sharegpt(record: dict, loc: Location):
 
 
 def _messages(record: dict, loc: Location):
+    if "messages" not in record:
+        raise loc.error("messages", "missing")
     turns = record["messages"]
     if not isinstance(turns, list):
         raise loc.error("messages", f"wrong type: expected a list, got {type(turns).__name__}")
