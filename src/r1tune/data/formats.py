@@ -128,7 +128,8 @@ def _alpaca(record: dict, loc: Location):
         messages.append({"role": "system", "content": _text(record["system"], loc, "system")})
     history = record.get("history") or []
     if not isinstance(history, list):
-        raise loc.error("history", f"wrong type: expected a list of [question, answer] pairs, got {type(history).__name__}")
+        raise loc.error("history", "wrong type: expected a list of [question, answer] pairs, "
+                                   f"got {type(history).__name__}")
     for i, pair in enumerate(history):
         if not (isinstance(pair, list) and len(pair) == 2):
             raise loc.error(f"history[{i}]", "expected a [question, answer] pair")

@@ -65,7 +65,8 @@ def _decode(raw: bytes, path: Path, line: int) -> str | DataError:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return DataError(str(path), line, None, f"invalid UTF-8 at byte {e.start} of the line ({raw[e.start:e.start + 4]!r})")
+        bad = raw[e.start:e.start + 4]
+        return DataError(str(path), line, None, f"invalid UTF-8 at byte {e.start} of the line ({bad!r})")
 
 
 def _object_or_error(value, loc: Location) -> dict | DataError:
@@ -171,7 +172,8 @@ def _read_csv(path: Path):
         loc = Location(str(path), start)
         start = reader.line_num + 1
         if None in row:  # more cells than header columns
-            yield loc.error(None, f"row has {len(reader.fieldnames) + len(row[None])} cells, header has {len(reader.fieldnames)}")
+            cells, header = len(reader.fieldnames) + len(row[None]), len(reader.fieldnames)
+            yield loc.error(None, f"row has {cells} cells, header has {header}")
             continue
         if all(v in (None, "") for v in row.values()):
             continue
