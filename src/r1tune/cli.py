@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -58,21 +57,21 @@ FINETUNE_FLAGS = {
 
 @app.command("finetune")
 def finetune_cmd(
-    config: Optional[Path] = typer.Argument(None, help="YAML run config (optional)."),
-    model: Optional[str] = typer.Option(None, help="model.name_or_path"),
-    data: Optional[str] = typer.Option(None, help="data.train"),
-    out: Optional[str] = typer.Option(None, help="out"),
-    method: Optional[str] = typer.Option(None, help="method.name: lora | full | freeze"),
-    max_steps: Optional[int] = typer.Option(None, help="train.max_steps"),
-    epochs: Optional[float] = typer.Option(None, help="train.epochs"),
-    batch_size: Optional[int] = typer.Option(None, help="train.batch_size (per process)"),
-    grad_accum: Optional[int] = typer.Option(None, help="train.grad_accum"),
-    lr: Optional[float] = typer.Option(None, help="train.lr"),
-    max_length: Optional[int] = typer.Option(None, help="data.max_length"),
-    seed: Optional[int] = typer.Option(None, help="train.seed"),
-    save_every: Optional[int] = typer.Option(None, help="train.save_every"),
-    eval_every: Optional[int] = typer.Option(None, help="train.eval_every"),
-    reasoning: Optional[str] = typer.Option(None, help="data.reasoning: keep | drop | empty"),
+    config: Path | None = typer.Argument(None, help="YAML run config (optional)."),
+    model: str | None = typer.Option(None, help="model.name_or_path"),
+    data: str | None = typer.Option(None, help="data.train"),
+    out: str | None = typer.Option(None, help="out"),
+    method: str | None = typer.Option(None, help="method.name: lora | full | freeze"),
+    max_steps: int | None = typer.Option(None, help="train.max_steps"),
+    epochs: float | None = typer.Option(None, help="train.epochs"),
+    batch_size: int | None = typer.Option(None, help="train.batch_size (per process)"),
+    grad_accum: int | None = typer.Option(None, help="train.grad_accum"),
+    lr: float | None = typer.Option(None, help="train.lr"),
+    max_length: int | None = typer.Option(None, help="data.max_length"),
+    seed: int | None = typer.Option(None, help="train.seed"),
+    save_every: int | None = typer.Option(None, help="train.save_every"),
+    eval_every: int | None = typer.Option(None, help="train.eval_every"),
+    reasoning: str | None = typer.Option(None, help="data.reasoning: keep | drop | empty"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set train.weight_decay=0.0"),
 ):
