@@ -102,6 +102,12 @@ def quickstart_cmd(
 
 # --- annotate commands (issue 4): `r1tune annotate …` sub-app goes here ---
 
+# --- evaluate commands (issue 6): `r1tune evaluate …` goes here ---
+
+# --- export / serve / chat commands (issue 7): `r1tune export …`, `r1tune serve`, `r1tune chat` go here ---
+
+# --- advise command (issue 5) goes here ---
+
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
