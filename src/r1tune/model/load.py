@@ -77,8 +77,17 @@ def load_for_inference(path: str | Path, dtype: str = "auto", base: str | None =
         from peft import PeftModel
 
         adapter_cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-        base = base or read_provenance(folder).get("base_model") or adapter_cfg.get("base_model_name_or_path")
-        model = load_model(ModelConfig(name_or_path=base, dtype=dtype))
+        prov = read_provenance(folder)
+        base = base or prov.get("base_model") or adapter_cfg.get("base_model_name_or_path")
+        extra = {}
+        if prov.get("quantization"):  # a QLoRA adapter runs on the 4-bit base it was trained on
+            from r1tune.config import MethodConfig
+            from r1tune.model.methods import quantization_config
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            method = MethodConfig(name="qlora", quant_type=prov["quantization"])
+            extra = {"quantization_config": quantization_config(method), "device_map": {"": device}}
+        model = load_model(ModelConfig(name_or_path=base, dtype=dtype), **extra)
         model = PeftModel.from_pretrained(model, str(folder))
     else:
         model = load_model(ModelConfig(name_or_path=str(folder) if folder.exists() else str(path), dtype=dtype))

@@ -1,16 +1,21 @@
 """Fine-tuning methods: each is a way of wrapping the model and of saving it, never a new recipe.
 
-    model = apply_method(model, MethodConfig(name="lora"))
-    save_trained(model, out_dir)   # adapter for PEFT methods, the whole model otherwise
+    model = apply_method(model, MethodConfig(name="dora", layers="top:8"))
+    save_trained(model, out_dir)   # the adapter for PEFT methods, the whole model otherwise
 
-lora   — PEFT LoRA on every linear layer but the LM head (or `target_modules`).
-full   — every parameter trains.
-freeze — only the top `trainable_layers` decoder layers train (plus norm + LM head if asked): the
-         "middle and top layers" that domain adaptation mostly needs, at a fraction of full's memory.
+lora / dora / qlora — PEFT LoRA (DoRA: magnitude-decomposed; QLoRA: on a 4-bit NF4 base, see
+                      `quantization_config`) on every linear layer but the LM head, or `target_modules`.
+ia3                 — PEFT (IA)³: learned scaling vectors on k/v/down projections.
+prefix / prompt / ptuning — PEFT prompt learning: trained key/value prefixes, a soft prompt, or a soft prompt
+                      produced by a small MLP encoder (P-tuning). Nothing to merge; the adapter travels.
+full                — every parameter trains.
+freeze              — only the top `trainable_layers` (or `layers`) decoder layers train: the "middle and top
+                      layers" domain adaptation mostly needs, at a fraction of full's memory.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -18,7 +23,10 @@ import torch
 from r1tune.config import MethodConfig
 from r1tune.errors import R1TuneError
 
-PEFT_METHODS = ("lora",)
+PEFT_METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "prompt", "ptuning")
+PROMPT_METHODS = ("prefix", "prompt", "ptuning")
+MERGEABLE_METHODS = ("lora", "dora", "qlora", "ia3")
+LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -29,25 +37,110 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     return layers
 
 
-def apply_method(model, cfg: MethodConfig):
-    if cfg.name == "lora":
-        from peft import LoraConfig, get_peft_model
+def resolve_layers(spec: str, n_layers: int) -> list[int]:
+    """'top:4' → the top four; '8-15' → 8…15; '0,5,7' → those. Indices are 0-based and checked."""
+    spec = spec.strip()
+    try:
+        if spec.startswith("top:"):
+            n = int(spec[4:])
+            layers = list(range(n_layers - n, n_layers))
+        elif re.fullmatch(r"\d+-\d+", spec):
+            a, b = map(int, spec.split("-"))
+            layers = list(range(a, b + 1))
+        else:
+            layers = sorted({int(x) for x in spec.split(",") if x.strip()})
+    except ValueError:
+        raise R1TuneError(f"method.layers: cannot read {spec!r} (use 'top:N', 'A-B' or 'i,j,k')") from None
+    if not layers or min(layers) < 0 or max(layers) >= n_layers:
+        raise R1TuneError(f"method.layers={spec!r} selects layers outside 0…{n_layers - 1}")
+    return layers
 
-        peft_cfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=cfg.target_modules, task_type="CAUSAL_LM", bias="none")
-        return get_peft_model(model, peft_cfg)
+
+def quantization_config(cfg: MethodConfig):
+    """The 4-bit base of QLoRA (bitsandbytes; runs on CPUs as well as GPUs), or None for other methods."""
+    if cfg.name != "qlora":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type,
+                              bnb_4bit_use_double_quant=cfg.double_quant, bnb_4bit_compute_dtype=compute)
+
+
+def layer_linear_names(model) -> list[str]:
+    """Names of the linear sub-modules inside a decoder layer (q_proj … down_proj)."""
+    layer = decoder_layers(model)[0]
+    return sorted({n.rsplit(".", 1)[-1] for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)})
+
+
+def in_layers(names: list[str], layers: list[int]) -> str:
+    """A PEFT target regex: these module names, only inside these decoder layers."""
+    return r".*\.layers\.(" + "|".join(map(str, layers)) + r")\.(.*\.)?(" + "|".join(names) + ")$"
+
+
+def peft_config(cfg: MethodConfig, n_layers: int, linear_names: list[str], tokenizer_path: str | None = None):
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+
+    layers = resolve_layers(cfg.layers, n_layers) if cfg.layers else None
+    if cfg.name in ("lora", "dora", "qlora"):
+        targets = cfg.target_modules
+        if layers:  # PEFT's layers_to_transform cannot be combined with "all-linear": spell it out
+            targets = in_layers(linear_names if targets == "all-linear" else targets, layers)
+        return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=targets, use_dora=cfg.name == "dora", bias="none", task_type="CAUSAL_LM")
+    if cfg.name == "ia3":
+        # (IA)^3 scales keys, values and the MLP input of down_proj (the paper's choice for decoders)
+        names = ["k_proj", "v_proj", "down_proj"] if cfg.target_modules == "all-linear" else cfg.target_modules
+        ff = [n for n in names if n in ("down_proj", "fc2", "w2")]
+        chosen = layers or list(range(n_layers))
+        return IA3Config(target_modules=in_layers(names, chosen),
+                         feedforward_modules=in_layers(ff, chosen) if ff else [], task_type="CAUSAL_LM")
+    if layers:
+        raise R1TuneError(f"method.layers does not apply to {cfg.name}: prompt learning adds tokens, not layers")
+    if cfg.name == "prefix":
+        return PrefixTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, task_type="CAUSAL_LM")
+    if cfg.name == "prompt":
+        init = dict(prompt_tuning_init="TEXT", prompt_tuning_init_text=cfg.prompt_init_text,
+                    tokenizer_name_or_path=tokenizer_path) if cfg.prompt_init_text else {}
+        return PromptTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, task_type="CAUSAL_LM", **init)
+    if cfg.name == "ptuning":
+        return PromptEncoderConfig(num_virtual_tokens=cfg.num_virtual_tokens, task_type="CAUSAL_LM",
+                                   encoder_hidden_size=cfg.encoder_hidden_size)
+    raise R1TuneError(f"{cfg.name} is not a PEFT method")
+
+
+def apply_method(model, cfg: MethodConfig, gradient_checkpointing: bool = False, tokenizer_path: str | None = None):
+    """Wrap (or freeze) `model` for the method; only the parameters the method trains require grad."""
+    if cfg.name == "prefix" and gradient_checkpointing:
+        raise R1TuneError("prefix tuning cannot run with gradient checkpointing (its key/value prefixes travel as "
+                          "a cache, which checkpointing disables): set train.gradient_checkpointing=false, or use "
+                          "method prompt / ptuning")
+    n_layers = len(decoder_layers(model))
+    if cfg.name in PEFT_METHODS:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if cfg.name == "qlora":
+            if not getattr(model, "is_loaded_in_4bit", False):
+                raise R1TuneError("qlora needs the base loaded in 4 bit (load_model with quantization_config)")
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        return get_peft_model(model, peft_config(cfg, n_layers, layer_linear_names(model), tokenizer_path))
     if cfg.name == "full":
         for p in model.parameters():
             p.requires_grad_(True)
         return model
     if cfg.name == "freeze":
-        layers = decoder_layers(model)
-        if cfg.trainable_layers > len(layers):
-            raise R1TuneError(f"method.trainable_layers={cfg.trainable_layers} but the model has {len(layers)} layers")
+        if cfg.layers:
+            chosen = resolve_layers(cfg.layers, n_layers)
+        elif cfg.trainable_layers > n_layers:
+            raise R1TuneError(f"method.trainable_layers={cfg.trainable_layers} but the model has {n_layers} layers")
+        else:
+            chosen = list(range(n_layers - cfg.trainable_layers, n_layers))
         for p in model.parameters():
             p.requires_grad_(False)
-        for layer in layers[len(layers) - cfg.trainable_layers:]:
-            for p in layer.parameters():
+        layers = decoder_layers(model)
+        for i in chosen:
+            for p in layers[i].parameters():
                 p.requires_grad_(True)
         if cfg.train_lm_head:
             for module in (model.model.norm, model.get_output_embeddings()):
@@ -55,6 +148,42 @@ def apply_method(model, cfg: MethodConfig):
                     p.requires_grad_(True)
         return model
     raise R1TuneError(f"unknown method {cfg.name!r}")
+
+
+def merge_adapter(model):
+    """Fold a LoRA / DoRA / IA3 adapter into the base weights, which must be in full (or half) precision.
+
+    Prompt-learning adapters have nothing to fold. Merging into an 8/4-bit base would round the merged weights
+    to the quantisation grid: reload the base in full precision, merge, and quantize afterwards.
+    """
+    config = getattr(model, "active_peft_config", None)
+    if config is None:
+        raise R1TuneError("nothing to merge: the model has no adapter")
+    if config.is_prompt_learning:
+        raise R1TuneError(f"a {config.peft_type.value.lower()} adapter cannot be merged into the weights: "
+                          "serve or load the adapter itself")
+    base = model.get_base_model()
+    if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+        raise R1TuneError("refusing a lossy merge into an 8/4-bit base: load the base in full precision "
+                          "(fp32/bf16), merge there, then quantize the merged model")
+    return model.merge_and_unload()
+
+
+def add_hidden_dropout(model, p: float) -> list:
+    """Dropout on every decoder layer's output, active only in training mode (Qwen2/Llama have none built in)."""
+    def hook(module, args, output):
+        if not module.training:
+            return output
+        if isinstance(output, tuple):
+            return (torch.nn.functional.dropout(output[0], p, True),) + output[1:]
+        return torch.nn.functional.dropout(output, p, True)
+
+    return [layer.register_forward_hook(hook) for layer in decoder_layers(model)]
+
+
+def layer_of(name: str) -> int | None:
+    m = LAYER_INDEX.search("." + name)
+    return int(m.group(1)) if m else None
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:

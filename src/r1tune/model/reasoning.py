@@ -40,3 +40,56 @@ def split_reasoning(text: str, started_in_think: bool = True) -> ParsedOutput:
     if opened or started_in_think:
         return ParsedOutput(body.strip(), "", False)
     return ParsedOutput("", text.strip(), False)
+
+
+class ReasoningStream:
+    """`split_reasoning` for streamed output: feed text deltas, get (reasoning, answer) deltas back.
+
+        stream = ReasoningStream()
+        for delta in deltas:
+            reasoning, answer = stream.feed(delta)   # either may be ""
+        reasoning, answer = stream.finish()
+
+    The output is assumed to start inside the reasoning (the prompt ended with `<think>\\n`, which
+    `r1tune serve` always ensures); a leading `<think>` written by the model anyway is dropped. Text that could
+    still turn into `</think>` (a `</thi` at the end of a delta) and whitespace that `split_reasoning` would
+    strip are held back until the next delta decides, so the concatenated deltas equal `split_reasoning`'s
+    reasoning and answer for any way the text is cut.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._phase = "start"  # start → reasoning → answer
+        self._answer_started = False
+        self.closed = False  # a `</think>` has been seen
+
+    def feed(self, text: str) -> tuple[str, str]:
+        self._buffer += text.replace(EOS, "")
+        reasoning = answer = ""
+        if self._phase == "start":
+            self._buffer = self._buffer.lstrip()
+            if THINK_OPEN.startswith(self._buffer):  # empty, or maybe the start of `<think>`: wait
+                return "", ""
+            if self._buffer.startswith(THINK_OPEN):
+                self._buffer = self._buffer[len(THINK_OPEN):]
+            self._phase = "reasoning"
+        if self._phase == "reasoning":
+            if not reasoning and not self._answer_started:
+                pass
+            head, marker, tail = self._buffer.partition(THINK_CLOSE)
+            if marker:
+                reasoning = self._emit_reasoning(head, final=True)
+                self._phase, self.closed, self._buffer = "answer", True, tail
+            else:
+                keep = _partial_suffix(self._buffer, THINK_CLOSE)
+                ready = self._buffer[:len(self._buffer) - keep]
+                reasoning = self._emit_reasoning(ready, final=False)
+                self._buffer = self._buffer[len(reasoning_ready := ready.rstrip()):] if False else self._buffer
+                return reasoning, ""
+        if self._phase == "answer":
+            if not self._answer_started:
+                self._buffer = self._buffer.lstrip()
+                self._answer_started = bool(self._buffer)
+            ready = self._buffer.rstrip()  # trailing whitespace waits: it is stripped if nothing follows
+            answer, self._buffer = ready, self._buffer[len(ready):]
+        return reasoning, answer

@@ -31,9 +31,12 @@ from r1tune.data.io import write_jsonl
 from r1tune.errors import DataError, R1TuneError
 from r1tune.model.load import load_model, load_tokenizer
 from r1tune.model.methods import (
+    add_hidden_dropout,
     apply_method,
     count_parameters,
+    decoder_layers,
     load_trainable_state,
+    quantization_config,
     save_trained,
     trainable_state,
 )
@@ -48,6 +51,7 @@ from r1tune.model.template import (
 from r1tune.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from r1tune.train.loss import target_loss
 from r1tune.train.monitor import EarlyStopping, MetricsLog, plot_metrics, truncate_metrics
+from r1tune.train.optim import param_groups
 from r1tune.train.schedule import effective_warmup, make_scheduler
 
 
@@ -120,15 +124,6 @@ def resolve_mixed_precision(choice: str) -> str:
     return "no"
 
 
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """No weight decay on norms and biases (1-D tensors): decaying them only hurts."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 class BatchStream:
     """Global micro-batches in a fixed order: micro-batch k is batch k % n of epoch k // n."""
 
@@ -170,6 +165,7 @@ def provenance(cfg: FinetuneConfig, template: str, data: TrainingData, step: int
 
     return {
         "base_model": cfg.model.name_or_path, "revision": cfg.model.revision, "method": cfg.method.name,
+        "quantization": cfg.method.quant_type if cfg.method.name == "qlora" else None,
         "template": template_name(template), "template_hash": template_hash(template),
         "reasoning": cfg.data.reasoning, "data_hash": data.data_hash, "train_samples": len(data.train),
         "validation_samples": len(data.validation), "skipped": len(data.skipped), "steps": step,
@@ -212,17 +208,25 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
         dump_config(cfg, out / "config.yaml")
 
     # model, wrapped for the method
-    model = load_model(cfg.model)
-    if tc.gradient_checkpointing:
+    quantization = quantization_config(cfg.method)
+    extra = {"quantization_config": quantization, "device_map": {"": accelerator.device}} if quantization else {}
+    if cfg.model.attention_dropout is not None:
+        extra["attention_dropout"] = cfg.model.attention_dropout
+    model = load_model(cfg.model, **extra)
+    n_layers = len(decoder_layers(model))
+    if tc.gradient_checkpointing and cfg.method.name not in ("qlora", "prefix"):  # qlora: done by peft's prep
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()  # else LoRA on a frozen embedding gets no gradient
-    model = apply_method(model, cfg.method)
+    model = apply_method(model, cfg.method, tc.gradient_checkpointing, tokenizer_path=cfg.model.name_or_path)
+    if cfg.model.hidden_dropout:
+        add_hidden_dropout(model, cfg.model.hidden_dropout)
     model.train()
     trainable, total = count_parameters(model)
 
     stream = BatchStream(data.train, tc.batch_size * world, tc.seed)
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * stream.per_epoch / tc.grad_accum))
-    optimizer = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
+    groups = param_groups(model, tc.lr, tc.weight_decay, n_layers, cfg.method.layerwise_lr_decay)
+    optimizer = torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
     scheduler = make_scheduler(optimizer, total_steps, tc.warmup_steps, tc.min_lr_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
     early = EarlyStopping(tc.early_stopping_patience, tc.early_stopping_rising)

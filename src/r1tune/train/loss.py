@@ -21,8 +21,23 @@ from r1tune.model.template import IGNORE
 def decoder_and_head(model):
     """The transformer body (returns hidden states) and the LM head, through a PEFT wrapper if any."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base = getattr(base, "module", base)  # DDP
     return base.get_decoder(), base.get_output_embeddings()
+
+
+def final_hidden(model, input_ids, attention_mask) -> torch.Tensor:
+    """Last hidden states of the real tokens, shape (batch, length, hidden).
+
+    Prompt-learning adapters (prefix / prompt / P-tuning) act in PEFT's own forward, so they go through it,
+    asking for one position of logits only; virtual tokens prepended to the sequence are cut off again.
+    """
+    model = getattr(model, "module", model)  # DDP
+    config = getattr(model, "active_peft_config", None)
+    if config is not None and config.is_prompt_learning:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
+        hidden = out.hidden_states[-1]
+        return hidden[:, hidden.shape[1] - input_ids.shape[1]:]
+    decoder, _ = decoder_and_head(model)
+    return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
 
 def _chunk_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor):
@@ -34,8 +49,8 @@ def _chunk_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tens
 
 def target_loss(model, input_ids, attention_mask, labels, chunk_size: int = 2048):
     """(sum of token losses, number of target tokens, correct next-token predictions)."""
-    decoder, head = decoder_and_head(model)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    _, head = decoder_and_head(getattr(model, "module", model))
+    hidden = final_hidden(model, input_ids, attention_mask)
     targets = labels[:, 1:]
     keep = targets != IGNORE
     hidden = hidden[:, :-1][keep]
