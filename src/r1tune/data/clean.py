@@ -1,0 +1,504 @@
+"""Clean text records without damaging Chinese: a configurable list of rules, then filters and personal data.
+
+    r1tune prepare clean raw.jsonl clean.jsonl [--rules rules.yaml]
+    clean_text("营收3.5亿元，同比增长12.3%")                        # unchanged
+    clean_text("营收3.5亿元，同比增长12.3%", rules=["numbers"])     # "营收3.5e8元，同比增长12.3%"
+
+Rules (applied in the configured order to every prose field; defaults in `CleanConfig.rules`):
+  html        remove tags and comments, decode entities; <br>/<p> become line breaks, <sup>9</sup> → ^9
+  control     remove control, zero-width and bidi characters; CR LF → LF
+  nfkc        Unicode NFKC (full-width letters and digits → ASCII, ligatures, NBSP), except where NFKC
+              would change meaning: superscripts (10⁹/L), circled numbers (①), squared units (㎡),
+              fractions, the ellipsis, and Chinese punctuation (，：；！？（）) in text that has Chinese
+  fullwidth   only the full-width → half-width part of nfkc, for those who turn nfkc off
+  symbols     remove symbol noise (emoji, pictographs, box drawing, private use, U+FFFD) and cut runs
+              of a repeated punctuation mark to three; CJK characters and punctuation are never touched
+  numbers     optional: 3.5亿 → 3.5e8, 120万 → 1.2e6, 3.5 billion → 3.5e9, 1,234.5 → 1234.5,
+              百分之十二点三 / 12.3 percent / 12.3 % → 12.3%; decimals and percentages stay intact
+  cjk_spaces  optional: remove a space between two Chinese characters (PDF extraction)
+  user        the user's regex → replacement pairs, in order
+  whitespace  collapse runs of spaces, none around Chinese punctuation, trim lines, at most one blank
+              line, strip the ends
+
+Unlike cleaners that keep only `[A-Za-z0-9 ]` or delete every punctuation mark (which turns
+`营收3.5亿元，同比增长12.3%` into `营收35e8元同比增长123`: ten times too large, the percentage lost), no rule
+here deletes a letter, digit, decimal point or meaningful punctuation mark of any script.
+
+After the rules: personal data (mask / drop / report, see `pii.py`), then the filters: empty, length,
+language and repetition. Every changed record is logged with the rules that changed each field; every
+dropped record with its rule and reason.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from r1tune.config import CleanConfig
+from r1tune.data.io import write_jsonl
+from r1tune.data.lang import detect_language
+from r1tune.data.pii import Masker, compile_patterns, find_pii
+from r1tune.data.records import get_path, origin, path_str, set_path, text_slots, with_provenance
+from r1tune.data.steplog import StepLog, read_input
+from r1tune.errors import R1TuneError
+
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
+
+# ---------------------------------------------------------------- html
+
+_HTML_HINT = re.compile(r"<[A-Za-z!/]|&(?:#\d+|#[xX][0-9A-Fa-f]+|[A-Za-z]{2,8});")
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.S | re.I)
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_SUP = re.compile(r"<sup>\s*([^<>]{1,12}?)\s*</sup>", re.I)
+_BREAK = re.compile(r"<(?:br|hr)(?:\s+[^<>]*)?/?>|</(?:p|div|li|tr|h[1-6]|table|ul|ol|blockquote|pre)\s*>", re.I)
+_CELL_END = re.compile(r"</(?:td|th)\s*>", re.I)
+_TAG = re.compile(
+    r"</?(?:a|abbr|article|b|big|blockquote|body|br|button|caption|center|cite|code|col|colgroup|dd|del|"
+    r"div|dl|dt|em|figcaption|figure|font|footer|form|h[1-6]|head|header|hr|html|i|iframe|img|input|ins|"
+    r"label|li|link|mark|meta|nav|nobr|ol|option|p|pre|q|s|section|select|small|span|strike|strong|sub|sup|"
+    r"table|tbody|td|textarea|tfoot|th|thead|title|tr|tt|u|ul|wbr)(?:\s+[^<>]*)?/?>", re.I)
+
+
+def strip_html(text: str) -> str:
+    """Known HTML tags and entities only: `a < b`, `x<y>` and `<思考>` are not HTML and stay."""
+    if not _HTML_HINT.search(text):
+        return text
+    text = _COMMENT.sub("", _SCRIPT.sub("", text))
+    text = _SUP.sub(r"^\1", text)
+    text = _BREAK.sub("\n", text)
+    text = _CELL_END.sub(" ", text)
+    text = _TAG.sub("", text)
+    if "&" in text:
+        text = html_lib.unescape(text)
+    return text
+
+
+# ---------------------------------------------------------------- control characters
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_LINE_SEP = re.compile("\r\n?|[\u2028\u2029\x85]")
+
+
+def remove_control(text: str) -> str:
+    if "\r" in text or not text.isascii():
+        text = _LINE_SEP.sub("\n", text)
+    return _CONTROL.sub("", text)
+
+
+# ---------------------------------------------------------------- NFKC that keeps meaning
+
+CJK_PUNCT = "，！？：；（）"  # full-width forms that are the normal punctuation of Chinese text
+_MEANINGFUL_DECOMPOSITIONS = ("<super>", "<sub>", "<circle>", "<square>", "<fraction>")
+
+
+@lru_cache(maxsize=1)
+def _protected_pattern() -> re.Pattern:
+    """Characters NFKC would flatten into something that reads differently: 10⁹ → 109, ① → 1, ㎡ → m2,
+    … → ..., plus the full-width punctuation of Chinese text (，→ ,). One capturing group, for re.split.
+    BMP only, so the regex engine can use a bitmap (the astral enclosed forms are emoji-like and go with
+    the symbol noise anyway)."""
+    keep = set("…‥")
+    for start, end in ((0x00A0, 0x0100), (0x02B0, 0x0370), (0x1D2C, 0x1DC0), (0x2070, 0x2190), (0x2460, 0x2500),
+                       (0x2C7C, 0x2C7E), (0x3192, 0x31A0), (0x3200, 0x3400)):
+        for cp in range(start, end):
+            if unicodedata.decomposition(chr(cp)).startswith(_MEANINGFUL_DECOMPOSITIONS):
+                keep.add(chr(cp))
+    return re.compile("([" + re.escape("".join(sorted(keep)) + CJK_PUNCT) + "])")
+
+
+_CJK_PUNCT_RE = re.compile(f"[{CJK_PUNCT}]")
+
+
+def nfkc(text: str) -> str:
+    """NFKC, keeping superscripts, circled numbers, squared units, fractions, the ellipsis, and the
+    Chinese punctuation (，：；！？（）) of text that has Chinese in it."""
+    if text.isascii():
+        return text
+    protected = _protected_pattern()
+    has_han = HAN.search(text) is not None
+    # Fast path: most Chinese text differs from its NFKC form only in the punctuation we keep.
+    if (has_han or not _CJK_PUNCT_RE.search(text)) and unicodedata.is_normalized("NFKC", protected.sub("", text)):
+        return text
+    pieces = protected.split(text)  # [free, kept, free, kept, …, free]
+    for i in range(0, len(pieces), 2):
+        pieces[i] = unicodedata.normalize("NFKC", pieces[i])
+    if not has_han:  # an English text's stray full-width comma becomes ASCII like its neighbours
+        for i in range(1, len(pieces), 2):
+            if pieces[i] in CJK_PUNCT:
+                pieces[i] = unicodedata.normalize("NFKC", pieces[i])
+    return "".join(pieces)
+
+
+_FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+_FULLWIDTH_RE = re.compile("[\uff01-\uff5e\u3000]")
+
+
+def fullwidth_to_halfwidth(text: str) -> str:
+    """Only the ASCII range of the full-width block; Chinese punctuation kept where the text has Chinese."""
+    if text.isascii() or not _FULLWIDTH_RE.search(text):
+        return text
+    table = {k: v for k, v in _FULLWIDTH.items() if chr(k) not in CJK_PUNCT} if HAN.search(text) else _FULLWIDTH
+    return text.translate(table)
+
+
+# ---------------------------------------------------------------- symbol noise
+
+_NOISE = re.compile(
+    "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2500-\u25FF\uE000-\uF8FF\U000F0000-\U0010FFFD"
+    "\uFFFD\uFE00-\uFE0F\u20E3\U000E0000-\U000E007F]+")
+_REPEATED_PUNCT = re.compile(r"([!?！？。，,~～=*#·\-_.…])\1{3,}")
+
+
+def _drop_noise(m: re.Match) -> str:
+    text, s, e = m.string, m.start(), m.end()
+    # "up★down" → "up down" (two words must not fuse); "营收★增长" → "营收增长"
+    if 0 < s and e < len(text) and text[s - 1].isascii() and text[s - 1].isalnum() \
+            and text[e].isascii() and text[e].isalnum():
+        return " "
+    return ""
+
+
+def remove_symbol_noise(text: str) -> str:
+    if not text.isascii():
+        text = _NOISE.sub(_drop_noise, text)
+    return _REPEATED_PUNCT.sub(r"\1\1\1", text)
+
+
+# ---------------------------------------------------------------- numbers
+
+CN_SCALE = {"万亿": 12, "千亿": 11, "百亿": 10, "十亿": 9, "亿": 8, "千万": 7, "百万": 6, "十万": 5, "万": 4}
+EN_SCALE = {"trillion": 12, "billion": 9, "bn": 9, "million": 6, "mn": 6, "thousand": 3}
+CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+CN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+
+_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d]|,\d)")
+_CN_SCALED = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s?(" + "|".join(CN_SCALE) + ")")
+_EN_SCALED = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s?(" + "|".join(EN_SCALE) + r")\b", re.I)
+_PERCENT_SPACE = re.compile(r"(\d)\s+(?:%|percent\b|per cent\b)|(\d)(?:percent\b)", re.I)
+_PERCENT_CN = re.compile(r"百分之([\d.]+|[零〇一二两三四五六七八九十百千点]+)")
+_NUMBER_HINT = re.compile(r"\d[,\s]?[\d万亿千百十]|百分之|\d\s?[A-Za-z]")
+
+
+def scientific(mantissa: str, exponent: int) -> str:
+    """Exact decimal scaling: scientific("3.5", 8) → "3.5e8", scientific("120", 4) → "1.2e6"."""
+    value = Decimal(mantissa).scaleb(exponent).normalize()
+    if value == 0:
+        return "0"
+    sign, digits, exp = value.as_tuple()
+    s = "".join(map(str, digits))
+    mant = s[0] + ("." + s[1:] if len(s) > 1 else "")
+    return f"{'-' if sign else ''}{mant}e{len(s) - 1 + exp}"
+
+
+def chinese_numeral(text: str) -> Decimal | None:
+    """十二点三 → 12.3, 一百零五 → 105, 两千 → 2000; None when it is not a plain numeral."""
+    whole, _, frac = text.partition("点")
+    if not whole and not frac:
+        return None
+    total, section, digit = 0, 0, None
+    for ch in whole:
+        if ch in CN_DIGITS:
+            digit = CN_DIGITS[ch]
+        elif ch in CN_UNITS:
+            unit = CN_UNITS[ch]
+            if unit == 10000:
+                total += (section + (digit or 0)) * unit
+                section, digit = 0, None
+            else:
+                section += (1 if digit is None else digit) * unit
+                digit = None
+        else:
+            return None
+    total += section + (digit or 0)
+    if frac:
+        if any(ch not in CN_DIGITS for ch in frac):
+            return None
+        return Decimal(f"{total}.{''.join(str(CN_DIGITS[ch]) for ch in frac)}")
+    return Decimal(total)
+
+
+def _cn_percent(m: re.Match) -> str:
+    raw = m.group(1)
+    if raw[0].isdigit():
+        return f"{raw}%"
+    value = chinese_numeral(raw)
+    return m.group() if value is None else f"{value.normalize():f}%"
+
+
+def normalize_numbers(text: str) -> str:
+    if not _NUMBER_HINT.search(text):
+        return text
+    text = _THOUSANDS.sub(lambda m: m.group().replace(",", ""), text)
+    text = _CN_SCALED.sub(lambda m: scientific(m.group(1), CN_SCALE[m.group(2)]), text)
+    text = _EN_SCALED.sub(lambda m: scientific(m.group(1), EN_SCALE[m.group(2).lower()]), text)
+    text = _PERCENT_CN.sub(_cn_percent, text)
+    return _PERCENT_SPACE.sub(lambda m: (m.group(1) or m.group(2)) + "%", text)
+
+
+_NUMBER_TEXT = re.compile(
+    r"^(?P<neg>[-−–])?[\s¥$€£]*(?P<num>\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?P<scale>" + "|".join(CN_SCALE) + "|"
+    + "|".join(EN_SCALE) + r"|%|‰)?\s*(?:元|美元|港元|人民币|yuan|usd|rmb|cny)?$", re.I)
+
+
+def parse_number(value) -> float | None:
+    """A number as finance writes it: 1,234.5 / (1,234) / -3.5亿元 / 120万 / ¥3.5 billion / 12.3% (→ 0.123)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    text = unicodedata.normalize("NFKC", value).strip().replace(",", "")
+    negative = text.startswith("(") and text.endswith(")")
+    if negative:
+        text = text[1:-1].strip()
+    m = _NUMBER_TEXT.match(text)
+    if not m:
+        return None
+    try:
+        number = Decimal(m.group("num"))
+    except InvalidOperation:
+        return None
+    scale = (m.group("scale") or "").lower()
+    if scale in CN_SCALE or scale in EN_SCALE:
+        number = number.scaleb(CN_SCALE.get(scale, EN_SCALE.get(scale, 0)))
+    elif scale == "%":
+        number /= 100
+    elif scale == "‰":
+        number /= 1000
+    if m.group("neg") or negative:
+        number = -number
+    return float(number)
+
+
+# ---------------------------------------------------------------- whitespace
+
+_SPACES = re.compile(r"[ \t\u3000\xa0]{2,}|[\t\u3000\xa0]")
+_AROUND_NEWLINE = re.compile(r" *\n *")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff，。、；：！？）」』】》]) +(?=[\u4e00-\u9fff，。、；：！？（「『【《])")
+
+
+_SPACE_AT_CJK_PUNCT = re.compile(r" +(?=[，。、；：！？）」』】》])|(?<=[（「『【《，。、；：！？]) +")
+
+
+def normalize_whitespace(text: str) -> str:
+    text = _SPACES.sub(" ", text)
+    if not text.isascii():  # Chinese punctuation carries its own spacing: "8.3% ，" → "8.3%，"
+        text = _SPACE_AT_CJK_PUNCT.sub("", text)
+    if "\n" in text:
+        text = _BLANK_LINES.sub("\n\n", _AROUND_NEWLINE.sub("\n", text))
+    return text.strip()
+
+
+def remove_cjk_spaces(text: str) -> str:
+    return text if text.isascii() else _CJK_SPACE.sub("", text)
+
+
+TRANSFORMS = {"html": strip_html, "control": remove_control, "nfkc": nfkc, "fullwidth": fullwidth_to_halfwidth,
+              "symbols": remove_symbol_noise, "numbers": normalize_numbers, "cjk_spaces": remove_cjk_spaces,
+              "whitespace": normalize_whitespace}
+
+
+# ---------------------------------------------------------------- filters
+
+def repetition_ratio(text: str, n: int = 5) -> float:
+    """Share of the text's character n-grams that repeat an earlier one (0 = none, →1 = one phrase looped).
+
+    Natural Chinese and English prose stays below about 0.3; spam, stuck OCR and looping generations
+    go well above 0.5.
+    """
+    text = "".join(text.split())
+    if len(text) < 4 * n:
+        return 0.0
+    # Sampled every `step` positions, at most ~64 n-grams (the cost stays bounded): a looped phrase
+    # still repeats at the sampled positions, natural prose still does not.
+    step = 1 + len(text) // 64
+    positions = range(0, len(text) - n + 1, step)
+    return 1 - len({text[i:i + n] for i in positions}) / len(positions)
+
+
+# ---------------------------------------------------------------- plan and records
+
+@dataclass
+class CleanPlan:
+    """A `CleanConfig` compiled once: rule functions, user regexes, personal-data settings."""
+
+    config: CleanConfig
+    steps: list[tuple[str, object]] = field(default_factory=list)
+    pii_patterns: dict = field(default_factory=dict)
+
+
+def compile_user_rules(rules: list) -> list[tuple[str, re.Pattern, str]]:
+    compiled = []
+    for i, rule in enumerate(rules):
+        rule = rule if isinstance(rule, dict) else rule.model_dump()
+        name = rule.get("name") or f"user_{i + 1}"
+        try:
+            compiled.append((name, re.compile(rule["pattern"]), rule.get("replace", "")))
+        except re.error as e:
+            raise R1TuneError(f"clean rule '{name}': invalid regex {rule['pattern']!r}: {e}") from None
+    return compiled
+
+
+def build_plan(config: CleanConfig | None = None) -> CleanPlan:
+    config = config or CleanConfig()
+    steps: list[tuple[str, object]] = []
+    for name in config.rules:
+        if name == "user":
+            steps += [(f"user:{rname}", (lambda t, p=pattern, r=repl: p.sub(r, t)))
+                      for rname, pattern, repl in compile_user_rules(config.user_rules)]
+        else:
+            steps.append((name, TRANSFORMS[name]))
+    if "user" not in config.rules and config.user_rules:  # user rules given but not placed: run them last
+        steps[-1:-1] = [(f"user:{rname}", (lambda t, p=pattern, r=repl: p.sub(r, t)))
+                        for rname, pattern, repl in compile_user_rules(config.user_rules)]
+    return CleanPlan(config=config, steps=steps, pii_patterns=compile_patterns(
+        [p.model_dump() for p in config.pii.patterns]))
+
+
+def clean_text(text: str, rules: list[str] | None = None, plan: CleanPlan | None = None) -> str:
+    """Apply the default rules, or the default rules plus those named (e.g. ["numbers"]), to one text."""
+    if plan is None:
+        cfg = CleanConfig()
+        if rules:
+            extra = [r for r in rules if r not in cfg.rules]
+            cfg = CleanConfig(rules=[*cfg.rules[:-1], *extra, cfg.rules[-1]])  # whitespace stays last
+        plan = build_plan(cfg)
+    for _, fn in plan.steps:
+        text = fn(text)
+    return text
+
+
+@dataclass
+class Cleaned:
+    record: dict | None  # None when dropped
+    changes: dict[str, list[str]]  # field path → rules that changed it
+    drop_rule: str | None = None
+    drop_reason: str | None = None
+    pii: Counter = field(default_factory=Counter)
+
+
+def fields_of(slots) -> set[str]:
+    return {path[0] for path, _ in slots}
+
+
+def clean_record(record: dict, plan: CleanPlan) -> Cleaned:
+    cfg = plan.config
+    fields = cfg.fields or None
+    skip = frozenset(cfg.skip_fields)
+    changes: dict[str, list[str]] = {}
+    slots = list(text_slots(record, fields, skip))
+    for path, text in slots:
+        applied = []
+        for name, fn in plan.steps:
+            new = fn(text)
+            if new is not text and new != text:
+                applied.append(name)
+                text = new
+        if applied:
+            set_path(record, path, text)
+            changes[path_str(path)] = applied
+
+    pii_counts: Counter = Counter()
+    if cfg.pii.enabled:
+        pii = cfg.pii
+        names = [str(record[f]).strip() for f in pii.name_fields
+                 if isinstance(record.get(f), str) and record[f].strip()]
+        paths = [p for p, _ in slots] + [(f,) for f in pii.name_fields
+                                         if isinstance(record.get(f), str) and f not in fields_of(slots)]
+        masker = None  # made on the first find: most records have no personal data
+        for path in paths:
+            text = get_path(record, path)
+            matches = find_pii(text, pii.kinds, plan.pii_patterns, names)
+            if not matches:
+                continue
+            masker = masker or Masker(pii.kinds, plan.pii_patterns, names)
+            if pii.action == "mask":
+                set_path(record, path, masker.mask(text, matches))
+                changes.setdefault(path_str(path), []).append("pii")
+            else:
+                masker.counts.update(m.kind for m in matches)
+        if masker is not None:
+            pii_counts = masker.counts
+        if pii_counts and pii.action == "drop":
+            found = ", ".join(f"{k} {v}" for k, v in sorted(pii_counts.items()))
+            return Cleaned(None, changes, "pii", f"personal data found: {found}", pii_counts)
+
+    judged = [p for p, _ in slots if cfg.filter_fields is None or p[0] in cfg.filter_fields]
+    texts = [get_path(record, p) for p in judged]
+    total = sum(len(t) for t in texts)
+    if total == 0 or not any(t.strip() for t in texts):
+        return Cleaned(None, changes, "empty", "no text left after cleaning", pii_counts)
+    if total < cfg.min_chars:
+        return Cleaned(None, changes, "too_short", f"{total} characters, minimum is {cfg.min_chars}", pii_counts)
+    if cfg.max_chars is not None and total > cfg.max_chars:
+        return Cleaned(None, changes, "too_long", f"{total} characters, maximum is {cfg.max_chars}", pii_counts)
+    joined = "\n".join(texts)
+    if cfg.languages:
+        lang = detect_language(joined)
+        if lang["lang"] not in cfg.languages:
+            return Cleaned(None, changes, "language",
+                           f"language {lang['lang']} (zh share {lang['zh_ratio']}) not in {cfg.languages}", pii_counts)
+    if cfg.max_repetition is not None and cfg.max_repetition < 1:
+        for path in judged:
+            ratio = repetition_ratio(get_path(record, path))
+            if ratio > cfg.max_repetition:
+                return Cleaned(None, changes, "repetition",
+                               f"{path_str(path)}: {ratio:.2f} of its 5-grams repeat (maximum {cfg.max_repetition})",
+                               pii_counts)
+    return Cleaned(record, changes, pii=pii_counts)
+
+
+def load_rules_file(path: str | Path) -> CleanConfig:
+    """`--rules FILE`: a YAML/JSON `clean:` section (rules, user_rules, pii, filters) or a bare list of
+    user rules ({name, pattern, replace})."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise R1TuneError(f"rules file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise R1TuneError(f"{path}: invalid YAML: {e}") from None
+    if isinstance(raw, list):
+        raw = {"user_rules": raw}
+    if isinstance(raw, dict) and "clean" in raw:
+        raw = raw["clean"]
+    from r1tune.config import load_section
+
+    return load_section(CleanConfig, raw or {}, str(path))
+
+
+def clean_file(in_path: str | Path, out_path: str | Path, config: CleanConfig | None = None,
+               on_error: str = "skip") -> dict:
+    """Stream IN → OUT through the cleaner; returns the step summary (counts per rule, personal data)."""
+    plan = build_plan(config)
+    pii_total: Counter = Counter()
+    with StepLog("clean", out_path) as log:
+        def records():
+            for loc, record in read_input(in_path, log, on_error):
+                result = clean_record(record, plan)
+                pii_total.update(result.pii)
+                source = origin(loc, record)
+                if result.record is None:
+                    log.dropped(source, result.drop_rule, result.drop_reason)
+                    continue
+                if result.changes:
+                    log.changed(source, result.changes)
+                elif result.pii:  # report-only mode: kept unchanged, but listed
+                    log.flagged(source, "pii", "personal data: " + ", ".join(
+                        f"{k} {v}" for k, v in sorted(result.pii.items())))
+                yield with_provenance(result.record, loc)
+        log.written = write_jsonl(out_path, records())
+        log.extra["pii"] = {"action": plan.config.pii.action if plan.config.pii.enabled else "off",
+                            "found": dict(pii_total)}
+        return log.summary()

@@ -1,0 +1,593 @@
+"""The quality report: consistency, completeness and correctness of a dataset, in numbers and examples.
+
+    r1tune prepare check data.jsonl --out report/      # report/quality.json, report/report.md, report/problems.jsonl
+    report = check_file("data.jsonl", "report/", CheckConfig(labels=["正面", "负面"], thresholds={"any": 0.05}))
+
+One streaming pass (memory: about 40 bytes per distinct prompt, never the text). Rules:
+
+  consistency   schema_mismatch, type_mismatch, label_not_in_set, label_variant, conflicting_labels,
+                conflicting_outputs, output_language, output_format
+  completeness  missing_field, empty_field, truncated_text, rare_label, class_imbalance
+  correctness   label_invalid, format_invalid, json_invalid, number_invalid, reference_missing,
+                user:<name> (regex or JSON schema)
+  personal data pii (counts per kind)
+
+`quality.json` is the machine-readable report; `report.md` the readable one (counts, a per-rule table,
+examples of each problem); `problems.jsonl` lists every flagged record with its rules. A configured
+threshold that is crossed sets `passed: false` and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from r1tune.config import CheckConfig, PiiConfig
+from r1tune.data.clean import parse_number
+from r1tune.data.formats import detect_format, split_think, to_sample
+from r1tune.data.hashindex import HashIndex, SourceTable
+from r1tune.data.lang import detect_language, strip_tag
+from r1tune.data.pii import compile_patterns, find_pii
+from r1tune.data.records import (
+    META_KEYS,
+    content_hash,
+    get_path,
+    label_key,
+    origin,
+    output_slot,
+    path_str,
+    prompt_slots,
+    text_slots,
+)
+from r1tune.data.steplog import StepLog, read_input
+from r1tune.errors import DataError, R1TuneError
+
+RULES: dict[str, tuple[str, str]] = {
+    "schema_mismatch": ("consistency", "fields differ from the dataset's usual set of fields"),
+    "type_mismatch": ("consistency", "a field's type differs from its type in most records"),
+    "label_not_in_set": ("consistency", "label outside the declared label set"),
+    "label_variant": ("consistency", "label differs from another label only in case, width or spacing"),
+    "conflicting_labels": ("consistency", "the same input carries a different label in another record"),
+    "conflicting_outputs": ("consistency", "the same input has a different answer in another record"),
+    "output_language": ("consistency", "answer written in another language than its prompt"),
+    "output_format": ("consistency", "answer format (JSON or text) differs from most answers"),
+    "missing_field": ("completeness", "a required field is absent"),
+    "empty_field": ("completeness", "a field is empty (null, blank text, empty list)"),
+    "truncated_text": ("completeness", "text looks cut off (open bracket or code block, trailing ellipsis, "
+                                       "cut at a round length, answer ending mid-sentence)"),
+    "rare_label": ("completeness", "records whose label has too few examples"),
+    "class_imbalance": ("completeness", "largest class is too many times the smallest"),
+    "label_invalid": ("correctness", "label is null, blank, or not a single value"),
+    "format_invalid": ("correctness", "record cannot become a training sample"),
+    "json_invalid": ("correctness", "answer should be JSON but does not parse"),
+    "number_invalid": ("correctness", "a value in a number field (declared, or numbers in 80% of records) "
+                                      "does not parse"),
+    "reference_missing": ("correctness", "a reference names a field the record does not have"),
+    "pii": ("personal data", "record contains personal data"),
+}
+SECTIONS = ("consistency", "completeness", "correctness", "personal data")
+OPTIONAL_FIELDS = frozenset({"input", "system", "history", "reasoning", "reasoning_content"})  # may be empty
+REQUIRED_BY_FORMAT = {"alpaca": ["instruction", "output"], "messages": ["messages"], "sharegpt": ["conversations"]}
+ROUND_LENGTHS = frozenset({128, 256, 500, 512, 1000, 1024, 2000, 2048, 4000, 4096, 8000, 8192})
+TERMINAL = set("。！？!?.…；;）)】]」』\"”'’》>`*~—-%0123456789") | set("}")
+OPENERS, CLOSERS = "（(【[「『“{", "）)】]」』”}"
+_OPENERS_RE, _CLOSERS_RE = re.compile(f"[{re.escape(OPENERS)}]"), re.compile(f"[{re.escape(CLOSERS)}]")
+_FENCED_JSON = re.compile(r"^```(?:json)?\s*\n(.*)\n```\s*$", re.S)
+_PROSE_PUNCT = re.compile(r"[，,。！？!?；;]|\.(?:\s|$)")
+
+
+@dataclass
+class Tally:
+    """Count and examples of one rule."""
+
+    count: int = 0
+    examples: list = field(default_factory=list)
+
+    def add(self, source: str, detail: str, limit: int) -> None:
+        self.count += 1
+        if len(self.examples) < limit:
+            self.examples.append({"source": source, "detail": detail})
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "text", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _is_empty(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, (list, dict))
+                                                                                and not value)
+
+
+def _answer_text(value: str) -> str:
+    """The final answer of an R1-style output: the part after </think>."""
+    return split_think(value)[1].strip() if "</think>" in value else value.strip()
+
+
+def _json_body(text: str) -> str:
+    m = _FENCED_JSON.match(text)
+    return m.group(1) if m else text
+
+
+def truncation_reason(text: str, is_answer: bool) -> str | None:
+    """Why a text looks cut off, or None. Conservative: each sign alone is strong evidence."""
+    stripped = text.rstrip()
+    if len(stripped) < 20:
+        return None
+    if stripped.count("```") % 2 == 1:
+        return "a code block is opened and never closed"
+    if stripped.endswith(("...", "…", "……")) and not stripped.endswith(("etc...", "等...")):
+        return "ends with an ellipsis"
+    opened = len(_OPENERS_RE.findall(stripped))
+    closed = len(_CLOSERS_RE.findall(stripped))
+    if opened > closed and stripped[-1] not in CLOSERS:
+        return f"{opened - closed} bracket(s) or quote(s) opened and not closed"
+    last = stripped[-1]
+    if len(text) in ROUND_LENGTHS and last not in TERMINAL:
+        return f"exactly {len(text)} characters and no closing punctuation"
+    if is_answer and len(stripped) >= 50 and (last.isalpha() or "\u4e00" <= last <= "\u9fff") \
+            and _PROSE_PUNCT.search(stripped):  # punctuated prose that stops without a final mark
+        return f"answer ends mid-sentence: …{stripped[-12:]!r}"
+    return None
+
+
+def _label_norm(label: str) -> str:
+    import unicodedata
+
+    return "".join(unicodedata.normalize("NFKC", label).casefold().split())
+
+
+def _load_schema(schema, where: str):
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(Path(schema).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise R1TuneError(f"{where}: JSON schema file not found: {schema}") from None
+        except json.JSONDecodeError as e:
+            raise R1TuneError(f"{where}: JSON schema file is not JSON: {e}") from None
+    import jsonschema
+
+    try:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise R1TuneError(f"{where}: invalid JSON schema: {e.message}") from None
+    return cls(schema)
+
+
+class QualityChecker:
+    """Accumulates the report over a stream of records; `report()` gives the result.
+
+    A class because the state is real: counts, examples and the per-input label index grow as records
+    stream past, and the dataset-level rules (schema, types, formats, balance) are decided at the end.
+    """
+
+    def __init__(self, config: CheckConfig | None = None, pii: PiiConfig | None = None, input_name: str = ""):
+        self.cfg = config or CheckConfig()
+        self.pii_cfg = pii or PiiConfig()
+        self.input_name = input_name
+        self.limit = self.cfg.examples
+        self.records = 0
+        self.flagged_records = 0
+        self.tallies: dict[str, Tally] = defaultdict(Tally)
+        self.schemas: Counter = Counter()
+        self.schema_examples: dict[frozenset, list[str]] = defaultdict(list)
+        self.types: dict[str, Counter] = defaultdict(Counter)
+        self.numeric: dict[str, list] = defaultdict(lambda: [0, 0, []])  # field → [parsed, not parsed, examples]
+        self.type_examples: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.label_counts: Counter = Counter()
+        self.label_examples: dict[str, list[str]] = defaultdict(list)
+        self.output_formats: Counter = Counter()
+        self.format_examples: dict[str, list[str]] = defaultdict(list)
+        self.prompt_langs: Counter = Counter()
+        self.output_langs: Counter = Counter()
+        self.pii_kinds: Counter = Counter()
+        # prompt hash → (label hash, answer hash, packed source): ~40 bytes per distinct prompt
+        self.seen_inputs = HashIndex(columns=3)
+        self.sources = SourceTable()
+        self.label_text: dict[int, str] = {}
+        self.labels = set(self.cfg.labels) if self.cfg.labels is not None else None
+        self.rules = dict(RULES)
+        self.user_checks = []
+        for check in self.cfg.checks:
+            if (check.regex is None) == (check.json_schema is None):
+                raise R1TuneError(f"check '{check.name}': give exactly one of regex or json_schema")
+            self.rules[f"user:{check.name}"] = ("correctness", f"user check: {check.regex or 'JSON schema'}")
+            if check.regex is not None:
+                try:
+                    self.user_checks.append((check, re.compile(check.regex), None))
+                except re.error as e:
+                    raise R1TuneError(f"check '{check.name}': invalid regex: {e}") from None
+            else:
+                self.user_checks.append((check, None, _load_schema(check.json_schema, f"check '{check.name}'")))
+        known = set(self.rules) | {"any"}
+        unknown = [k for k in self.cfg.thresholds if k not in known]
+        if unknown:
+            raise R1TuneError(f"check.thresholds: unknown rule(s) {unknown}; rules are {sorted(known)}")
+        self.pii_patterns = compile_patterns([p.model_dump() for p in self.pii_cfg.patterns])
+
+    # -------------------------------------------------------------- per record
+
+    def add(self, record: dict, source: str) -> list[dict]:
+        """Check one record; returns its problems [{rule, detail}] (dataset-level rules come at the end)."""
+        self.records += 1
+        problems: list[dict] = []
+
+        def problem(rule: str, detail: str) -> None:
+            self.tallies[rule].add(source, detail, self.limit)
+            problems.append({"rule": rule, "detail": detail})
+
+        content = {k: v for k, v in record.items() if k not in META_KEYS}
+        keys = frozenset(content)
+        self.schemas[keys] += 1
+        if len(self.schema_examples[keys]) < self.limit:
+            self.schema_examples[keys].append(source)
+        for key, value in content.items():
+            t = _type_name(value)
+            if t != "null":  # null is judged as emptiness, not as a type
+                self.types[key][t] += 1
+                if len(self.type_examples[(key, t)]) < self.limit:
+                    self.type_examples[(key, t)].append(source)
+            # short scalar values: is this a numeric column (3.5亿, 1,234.5, 12%) with some values that are not?
+            if key not in self.cfg.number_fields and (t == "number" or (t == "text" and 0 < len(value) <= 40)):
+                stats = self.numeric[key]
+                if t == "number" or parse_number(value) is not None:
+                    stats[0] += 1
+                else:
+                    stats[1] += 1
+                    if len(stats[2]) < self.limit:
+                        stats[2].append((source, value))
+
+        # completeness: required, empty
+        fmt = detect_format(record)
+        required = self.cfg.required_fields if self.cfg.required_fields is not None else REQUIRED_BY_FORMAT.get(fmt, [])
+        for key in required:
+            if key not in content:
+                problem("missing_field", f"'{key}' is absent")
+        for key, value in content.items():
+            if _is_empty(value) and (key not in OPTIONAL_FIELDS or key in required):
+                problem("empty_field", f"'{key}' is empty")
+        if fmt is not None:
+            try:
+                to_sample(record, _Loc(source), fmt)
+            except DataError as e:
+                problem("format_invalid", f"{e.field + ': ' if e.field else ''}{e.problem}")
+
+        # labels
+        lkey = label_key(record, self.cfg.label_field)
+        label = None
+        if lkey is not None:
+            if lkey not in record:
+                problem("missing_field", f"label field '{lkey}' is absent")
+            else:
+                raw = record[lkey]
+                values = raw if isinstance(raw, list) and raw and all(isinstance(v, (str, int)) for v in raw) else [raw]
+                for value in values:
+                    if value is None or isinstance(value, (dict, list, bool)) or (isinstance(value, str)
+                                                                                  and not value.strip()):
+                        problem("label_invalid", f"label {value!r}")
+                        continue
+                    value = str(value)
+                    self.label_counts[value] += 1
+                    if len(self.label_examples[value]) < self.limit:
+                        self.label_examples[value].append(source)
+                    if self.labels is not None and value not in self.labels:
+                        problem("label_not_in_set", f"label '{value}' is not one of {sorted(self.labels)}")
+                label = json.dumps(raw, ensure_ascii=False, sort_keys=True) if not _is_empty(raw) else None
+
+        # prompt and answer
+        slots = prompt_slots(record)
+        prompt = "\n".join(strip_tag(str(get_path(record, p))) for p in slots)
+        out_path = output_slot(record)
+        answer = get_path(record, out_path) if out_path else None
+        answer = _answer_text(answer) if isinstance(answer, str) else None
+
+        prompt_lang = detect_language(prompt)["lang"] if prompt else None
+        if prompt_lang:
+            self.prompt_langs[prompt_lang] += 1
+        if answer:
+            body = _json_body(answer)
+            parsed_ok = False
+            if body[:1] in ("{", "[") or self.cfg.json_output == "always":
+                try:
+                    json.loads(body)
+                    parsed_ok = True
+                except json.JSONDecodeError as e:
+                    if self.cfg.json_output != "never":
+                        problem("json_invalid", f"{e.msg} at line {e.lineno} column {e.colno}")
+            kind = "json" if parsed_ok else "text"
+            self.output_formats[kind] += 1
+            if len(self.format_examples[kind]) < self.limit:
+                self.format_examples[kind].append(source)
+            # language of prose answers only: JSON keys and class names are not prose
+            is_label = lkey is not None and answer == str(record.get(lkey))
+            if not parsed_ok and not is_label:
+                answer_lang = detect_language(answer)["lang"]
+                self.output_langs[answer_lang] += 1
+                if {prompt_lang, answer_lang} == {"zh", "en"}:
+                    problem("output_language", f"prompt is {prompt_lang}, answer is {answer_lang}")
+
+        # conflicts: the same prompt with another label or another answer
+        if prompt.strip():
+            key = content_hash(" ".join(prompt.split()).casefold())
+            answer_hash = content_hash(answer) if answer else 0  # 0: none
+            label_hash = content_hash(label) if label is not None else 0
+            if label is not None and label_hash not in self.label_text and len(self.label_text) < 10_000:
+                self.label_text[label_hash] = label
+            seen = self.seen_inputs.get(key)
+            if seen is None:
+                self.seen_inputs.put(key, (label_hash, answer_hash, self.sources.pack(source)))
+            else:
+                first_label, first_answer, first_source = seen
+                first_source = self.sources.unpack(first_source)
+                if label_hash and first_label and label_hash != first_label:
+                    problem("conflicting_labels", f"label {label} here, "
+                                                  f"{self.label_text.get(first_label, 'another')} at {first_source}")
+                elif not label_hash and answer_hash and first_answer and answer_hash != first_answer:
+                    problem("conflicting_outputs", f"another answer to the same prompt at {first_source}")
+
+        # truncation on every text, mid-sentence only for the answer
+        all_text = list(text_slots(record))
+        texts = [text for _, text in all_text]
+        for path, text in all_text:
+            reason = truncation_reason(text, is_answer=out_path is not None and path == out_path)
+            if reason:
+                problem("truncated_text", f"{path_str(path)}: {reason}")
+
+        # correctness of declared fields
+        for key in self.cfg.number_fields:
+            value = record.get(key)
+            if key in record and not _is_empty(value) and parse_number(value) is None:
+                problem("number_invalid", f"'{key}' = {value!r}")
+        for key in self.cfg.reference_fields:
+            refs = record.get(key)
+            for ref in (refs if isinstance(refs, list) else [refs] if refs is not None else []):
+                if str(ref) not in record:
+                    problem("reference_missing", f"'{key}' refers to '{ref}', which is not a field")
+        for check, regex, validator in self.user_checks:
+            if check.field:
+                value = record.get(check.field)
+            else:
+                value = answer
+            rule = f"user:{check.name}"
+            if value is None:
+                problem(rule, f"no '{check.field or 'answer'}' to check")
+            elif regex is not None:
+                if not regex.search(str(value)):
+                    problem(rule, f"does not match {check.regex!r}")
+            else:
+                try:
+                    data = json.loads(_json_body(value)) if isinstance(value, str) else value
+                except json.JSONDecodeError as e:
+                    problem(rule, f"not JSON: {e.msg}")
+                else:
+                    error = next(iter(validator.iter_errors(data)), None)
+                    if error is not None:
+                        where = "/".join(map(str, error.absolute_path)) or "(root)"
+                        problem(rule, f"{where}: {error.message}")
+
+        # personal data still present
+        if self.pii_cfg.enabled:
+            names = [str(record[f]) for f in self.pii_cfg.name_fields if isinstance(record.get(f), str)]
+            found: Counter = Counter()
+            for text in texts:
+                found.update(m.kind for m in find_pii(text, self.pii_cfg.kinds, self.pii_patterns, names))
+            if found:
+                self.pii_kinds.update(found)
+                problem("pii", ", ".join(f"{k} {v}" for k, v in sorted(found.items())))
+
+        if problems:
+            self.flagged_records += 1
+        return problems
+
+    # -------------------------------------------------------------- dataset level
+
+    def _dataset_rules(self) -> None:
+        limit = self.limit
+        if self.schemas:
+            (main_schema, _), *others = self.schemas.most_common()
+            tally = self.tallies["schema_mismatch"]
+            for schema, count in others:
+                missing, extra = sorted(main_schema - schema), sorted(schema - main_schema)
+                detail = "; ".join(x for x in (f"missing {missing}" if missing else "",
+                                                f"extra {extra}" if extra else "") if x)
+                tally.count += count
+                for src in self.schema_examples[schema][:max(0, limit - len(tally.examples))]:
+                    tally.examples.append({"source": src, "detail": detail})
+        for key, counter in self.types.items():
+            if len(counter) > 1:
+                (main_type, _), *others = counter.most_common()
+                tally = self.tallies["type_mismatch"]
+                for t, count in others:
+                    tally.count += count
+                    for src in self.type_examples[(key, t)][:max(0, limit - len(tally.examples))]:
+                        tally.examples.append({"source": src, "detail": f"'{key}' is {t}, usually {main_type}"})
+        for key, (parsed, failed, failures) in self.numeric.items():
+            # a column that is numbers in at least 80% of records (and 5 of them): the rest do not parse
+            if failed and parsed >= 5 and parsed / (parsed + failed) >= 0.8:
+                tally = self.tallies["number_invalid"]
+                tally.count += failed
+                for src, value in failures[:max(0, limit - len(tally.examples))]:
+                    tally.examples.append({"source": src, "detail": f"'{key}' = {value!r} in a column of numbers"})
+        if len(self.output_formats) > 1:
+            (main_fmt, _), *others = self.output_formats.most_common()
+            tally = self.tallies["output_format"]
+            for fmt, count in others:
+                tally.count += count
+                for src in self.format_examples[fmt][:max(0, limit - len(tally.examples))]:
+                    tally.examples.append({"source": src, "detail": f"answer is {fmt}, most answers are {main_fmt}"})
+        # labels: variants, rare labels, balance
+        by_norm: dict[str, list[str]] = defaultdict(list)
+        for label in self.label_counts:
+            by_norm[_label_norm(label)].append(label)
+        for variants in by_norm.values():
+            if len(variants) > 1:
+                main = max(variants, key=lambda v: self.label_counts[v])
+                for v in variants:
+                    if v != main:
+                        tally = self.tallies["label_variant"]
+                        tally.count += self.label_counts[v]
+                        for src in self.label_examples[v][:max(0, limit - len(tally.examples))]:
+                            tally.examples.append({"source": src, "detail": f"'{v}' looks like a variant of '{main}'"})
+        if self.label_counts:
+            for label, count in sorted(self.label_counts.items()):
+                if count < self.cfg.min_label_count:
+                    tally = self.tallies["rare_label"]
+                    tally.count += count
+                    if len(tally.examples) < limit:
+                        tally.examples.append({"source": self.label_examples[label][0],
+                                               "detail": f"label '{label}' has {count} example(s), "
+                                                         f"fewer than {self.cfg.min_label_count}"})
+            if len(self.label_counts) > 1:
+                (big, big_n), (small, small_n) = self.label_counts.most_common()[0], self.label_counts.most_common()[-1]
+                if big_n / small_n > self.cfg.max_imbalance:
+                    self.tallies["class_imbalance"].add(
+                        "(dataset)", f"'{big}' has {big_n} records, '{small}' {small_n}: "
+                                     f"{big_n / small_n:.1f}× (maximum {self.cfg.max_imbalance:g}×)", limit)
+
+    def report(self) -> dict:
+        self._dataset_rules()
+        n = max(self.records, 1)
+        sections: dict[str, dict] = {s: {} for s in SECTIONS}
+        for rule, (section, description) in self.rules.items():
+            tally = self.tallies.get(rule, Tally())
+            sections[section][rule] = {"count": tally.count, "rate": round(tally.count / n, 6),
+                                       "description": description, "examples": tally.examples}
+        thresholds = []
+        for rule, max_rate in self.cfg.thresholds.items():
+            count = self.flagged_records if rule == "any" else self.tallies.get(rule, Tally()).count
+            rate = count / n
+            thresholds.append({"rule": rule, "max_rate": max_rate, "rate": round(rate, 6), "crossed": rate > max_rate})
+        return {
+            "input": self.input_name,
+            "records": self.records,
+            "records_with_problems": self.flagged_records,
+            "passed": not any(t["crossed"] for t in thresholds),
+            "thresholds": thresholds,
+            "sections": sections,
+            "labels": {"field": self.cfg.label_field, "declared": self.cfg.labels,
+                       "counts": dict(self.label_counts.most_common())},
+            "languages": {"prompt": dict(self.prompt_langs.most_common()),
+                          "answer": dict(self.output_langs.most_common())},
+            "answer_formats": dict(self.output_formats),
+            "schemas": [{"fields": sorted(s), "count": c} for s, c in self.schemas.most_common(10)],
+            "personal_data": dict(self.pii_kinds.most_common()),
+        }
+
+
+@dataclass(frozen=True)
+class _Loc:
+    """Stands in for io.Location so `to_sample` errors name the record's origin."""
+
+    source: str
+
+    def error(self, field, problem):
+        return DataError(self.source, None, field, problem)
+
+    def __str__(self) -> str:
+        return self.source
+
+
+# ------------------------------------------------------------------ rendering
+
+def render_markdown(report: dict) -> str:
+    n = report["records"]
+    status = "PASSED" if report["passed"] else "FAILED"
+    lines = [f"# Data quality report: {report['input']}", "",
+             f"**{n} records**, {report['records_with_problems']} with at least one record-level problem "
+             f"({report['records_with_problems'] / max(n, 1):.1%}). Thresholds: **{status}**.", ""]
+    if report["thresholds"]:
+        lines += ["## Thresholds", "", "| rule | rate | maximum | result |", "|---|---:|---:|---|"]
+        for t in report["thresholds"]:
+            lines.append(f"| {t['rule']} | {t['rate']:.2%} | {t['max_rate']:.2%} | "
+                         f"{'**crossed**' if t['crossed'] else 'ok'} |")
+        lines.append("")
+    limits = {t["rule"]: t for t in report["thresholds"]}
+    lines += ["## Rules", "", "| section | rule | checks that | count | rate | status |", "|---|---|---|---:|---:|---|"]
+    for section, rules in report["sections"].items():
+        for rule, r in rules.items():
+            state = "—" if r["count"] == 0 else ("**over threshold**" if limits.get(rule, {}).get("crossed")
+                                                 else "found")
+            lines.append(f"| {section} | `{rule}` | {r['description']} | {r['count']} | {r['rate']:.2%} | {state} |")
+    lines.append("")
+    for section, rules in report["sections"].items():
+        found = {rule: r for rule, r in rules.items() if r["count"]}
+        lines += [f"## {section.capitalize()}", ""]
+        if not found:
+            lines += ["No problems found.", ""]
+            continue
+        for rule, r in found.items():
+            lines.append(f"### `{rule}` — {r['count']} ({r['rate']:.2%})")
+            lines.append("")
+            lines += [f"- `{ex['source']}` — {ex['detail']}" for ex in r["examples"]]
+            lines.append("")
+    labels = report["labels"]["counts"]
+    if labels:
+        total = sum(labels.values())
+        lines += ["## Labels", "", "| label | records | share |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v} | {v / total:.1%} |" for k, v in labels.items()]
+        lines.append("")
+    lines += ["## Languages", "", "| side | " + " | ".join(("zh", "en", "mixed", "other", "unknown")) + " |",
+              "|---|" + "---:|" * 5]
+    for side, counts in report["languages"].items():
+        cells = " | ".join(str(counts.get(k, 0)) for k in ("zh", "en", "mixed", "other", "unknown"))
+        lines.append(f"| {side} | {cells} |")
+    lines += ["", "## Personal data", ""]
+    if report["personal_data"]:
+        lines += ["| kind | occurrences |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in report["personal_data"].items()]
+    else:
+        lines.append("None found.")
+    lines.append("")
+    if len(report["schemas"]) > 1:
+        lines += ["## Schemas", "", "| fields | records |", "|---|---:|"]
+        lines += [f"| {', '.join(s['fields'])} | {s['count']} |" for s in report["schemas"]]
+        lines.append("")
+    if report.get("pipeline"):
+        lines += ["## Pipeline", "", "| step | read | written | dropped | changed |", "|---|---:|---:|---:|---:|"]
+        for s in report["pipeline"]:
+            lines.append(f"| {s['step']} | {s['read']} | {s['written']} | {s['dropped']} | {s['changed']} |")
+        lines.append("")
+    if report.get("leakage"):
+        leak = report["leakage"]
+        lines += ["## Train / evaluation leakage", "",
+                  f"{leak['exact']} exact and {leak['near']} near-duplicate prompts of validation/test records "
+                  f"also appear in train (listed in `{leak['log']}`).", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "quality.json", out_dir / "report.md"
+    json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    return json_path, md_path
+
+
+def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | None = None,
+               pii: PiiConfig | None = None, on_error: str = "skip", write: bool = True) -> dict:
+    """Stream a file through the checker; writes quality.json, report.md and problems.jsonl in out_dir."""
+    out_dir = Path(out_dir)
+    checker = QualityChecker(config, pii, input_name=str(in_path))
+    with StepLog("check", out_dir / "problems.jsonl", log_path=out_dir / "problems.jsonl") as log:
+        for loc, record in read_input(in_path, log, on_error):
+            source = origin(loc, record)
+            problems = checker.add(record, source)
+            for p in problems:
+                log.flagged(source, p["rule"], p["detail"])
+        unreadable = log.dropped_by.get("unreadable", 0)
+    report = checker.report()
+    report["unreadable_records"] = unreadable
+    report["problems_log"] = str(log.path)
+    if write:
+        write_report(report, out_dir)
+    return report

@@ -1,0 +1,134 @@
+"""The log every prepare step writes: one JSON line per record it dropped, changed or flagged.
+
+    with StepLog("clean", out_path) as log:          # writes <out stem>.log.jsonl next to OUT
+        for loc, record in read_input(in_path, log):  # unreadable records are logged as dropped
+            ...
+            log.dropped(origin(loc, record), "too_short", "12 characters, minimum is 20")
+    print(log.summary())
+
+Nothing is lost silently: a record that does not reach OUT has a line here naming its source (raw file
+and line), the step, the rule and the reason; the counts per rule are returned and printed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from r1tune.data.io import Location, read_records
+from r1tune.errors import DataError
+
+
+def log_path_for(out: str | Path) -> Path:
+    """`data/clean.jsonl` → `data/clean.log.jsonl`."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.log.jsonl")
+
+
+class StepLog:
+    """Counts and logs what one step did to the records that passed through it."""
+
+    def __init__(self, step: str, out_path: str | Path, log_path: str | Path | None = None):
+        self.step = step
+        self.path = Path(log_path) if log_path else log_path_for(out_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w", encoding="utf-8")
+        self.read = 0
+        self.written = 0
+        self.dropped_by: Counter = Counter()
+        self.changed_by: Counter = Counter()
+        self.flagged_by: Counter = Counter()
+        self.added_by: Counter = Counter()
+        self.changed_records = 0
+        self.extra: dict = {}
+
+    def __enter__(self) -> StepLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def _write(self, entry: dict) -> None:
+        self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def dropped(self, source: str, rule: str, reason: str, **detail) -> None:
+        self.dropped_by[rule] += 1
+        self._write({"source": source, "step": self.step, "action": "dropped", "rule": rule, "reason": reason,
+                     **detail})
+
+    def changed(self, source: str, rules: dict[str, list[str]], **detail) -> None:
+        """`rules` maps each changed field to the rules that changed it."""
+        self.changed_records += 1
+        for rule in {r for names in rules.values() for r in names}:
+            self.changed_by[rule] += 1
+        reason = "; ".join(f"{field}: {', '.join(names)}" for field, names in rules.items())
+        self._write({"source": source, "step": self.step, "action": "changed",
+                     "rule": ",".join(sorted({r for names in rules.values() for r in names})),
+                     "reason": reason, **detail})
+
+    def flagged(self, source: str, rule: str, reason: str, **detail) -> None:
+        """Kept, but worth a look (e.g. a validation prompt that also appears in train)."""
+        self.flagged_by[rule] += 1
+        self._write({"source": source, "step": self.step, "action": "flagged", "rule": rule, "reason": reason,
+                     **detail})
+
+    def added(self, source: str, rule: str, reason: str, **detail) -> None:
+        """A new record made from `source` (an augmented copy)."""
+        self.added_by[rule] += 1
+        self._write({"source": source, "step": self.step, "action": "added", "rule": rule, "reason": reason,
+                     **detail})
+
+    def summary(self) -> dict:
+        out = {"step": self.step, "read": self.read, "written": self.written,
+               "dropped": sum(self.dropped_by.values()), "dropped_by_rule": dict(self.dropped_by),
+               "changed": self.changed_records, "changed_by_rule": dict(self.changed_by),
+               "log": str(self.path)}
+        if self.added_by:
+            out["added"] = sum(self.added_by.values())
+        if self.flagged_by:
+            out["flagged"] = sum(self.flagged_by.values())
+            out["flagged_by_rule"] = dict(self.flagged_by)
+        out.update(self.extra)
+        return out
+
+
+def read_input(path: str | Path, log: StepLog, on_error: str = "skip") -> Iterator[tuple[Location, dict]]:
+    """Stream records; with on_error="skip" an unreadable line is logged as dropped and reading goes on."""
+    skipped: list[DataError] = []
+
+    def drain() -> None:
+        for err in skipped:
+            log.read += 1
+            where = err.file if err.line is None else f"{err.file}:{err.line}"
+            log.dropped(where, "unreadable", err.problem)
+        skipped.clear()
+
+    for loc, record in read_records(path, on_error=on_error, skipped=skipped):
+        if skipped:
+            drain()
+        log.read += 1
+        yield loc, record
+    drain()
+
+
+def format_summary(summary: dict) -> str:
+    """One readable line per step for the terminal."""
+    parts = [f"{summary['step']}: read {summary['read']}, wrote {summary['written']}"]
+    if summary.get("dropped"):
+        rules = ", ".join(f"{k} {v}" for k, v in sorted(summary["dropped_by_rule"].items(), key=lambda kv: -kv[1]))
+        parts.append(f"dropped {summary['dropped']} ({rules})")
+    if summary.get("changed"):
+        rules = ", ".join(f"{k} {v}" for k, v in sorted(summary["changed_by_rule"].items(), key=lambda kv: -kv[1]))
+        parts.append(f"changed {summary['changed']} ({rules})")
+    if summary.get("added"):
+        parts.append(f"added {summary['added']}")
+    if summary.get("flagged"):
+        rules = ", ".join(f"{k} {v}" for k, v in summary["flagged_by_rule"].items())
+        parts.append(f"flagged {summary['flagged']} ({rules})")
+    return "; ".join(parts) + f" — log: {summary['log']}"

@@ -1,0 +1,261 @@
+"""`r1tune prepare`: raw domain records → clean, checked, deduplicated, split training data, with numbers.
+
+    r1tune prepare configs/prepare-finance.yaml            # the whole pipeline, configured
+    r1tune prepare clean raw.jsonl clean.jsonl             # or any step alone, JSONL in / JSONL out
+
+The pipeline, each step enabled in its config section (see `PrepareConfig`):
+
+    clean → convert → dedupe → window → tag → check → split → augment (train only) → leakage check
+
+Every step streams, writes OUT/NN-step.jsonl and a log next to it (one line per dropped, changed or
+added record, with source and reason), and prints its counts. The quality report (OUT/quality.json,
+OUT/report.md) covers the data as it will be trained on, plus the pipeline's counts and any leakage.
+A crossed quality threshold fails the run (exit code 2) after everything has been written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from r1tune.config import (
+    AugmentConfig,
+    CheckConfig,
+    CleanConfig,
+    DedupeConfig,
+    PrepareConfig,
+    SplitConfig,
+    dump_config,
+    load_section,
+)
+from r1tune.data.steplog import format_summary
+from r1tune.errors import R1TuneError
+
+
+class QualityGateFailed(R1TuneError):
+    """A configured quality threshold was crossed; the report says which and by how much."""
+
+
+def _gate(report: dict, where: str) -> None:
+    crossed = [t for t in report["thresholds"] if t["crossed"]]
+    if crossed:
+        what = ", ".join(f"{t['rule']} {t['rate']:.2%} > {t['max_rate']:.2%}" for t in crossed)
+        raise QualityGateFailed(f"quality thresholds crossed: {what} (see {where})")
+
+
+# ------------------------------------------------------------------ the pipeline
+
+def run_prepare(cfg: PrepareConfig) -> dict:
+    """Run every enabled step in order; returns {steps, report, files}."""
+    from r1tune.data.augment import augment_file
+    from r1tune.data.clean import clean_file
+    from r1tune.data.convert import convert_file
+    from r1tune.data.dedup import dedupe_file, find_leakage
+    from r1tune.data.lang import tag_file
+    from r1tune.data.quality import check_file, write_report
+    from r1tune.data.split import split_file
+
+    if not cfg.input:
+        raise R1TuneError("prepare: set `input` (the raw data file) in the config or with --set input=FILE")
+    if not Path(cfg.input).exists():
+        raise R1TuneError(f"prepare: input file not found: {cfg.input}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "prepare-config.yaml")
+    steps: list[dict] = []
+    current = Path(cfg.input)
+    n = 0
+
+    def run(name: str, fn, *args, **kwargs) -> Path:
+        nonlocal current, n
+        n += 1
+        target = out / f"{n:02d}-{name}.jsonl"
+        summary = fn(current, target, *args, **kwargs)
+        steps.append(summary)
+        print(format_summary(summary))
+        current = target
+        return target
+
+    if cfg.clean.enabled:
+        run("clean", clean_file, cfg.clean, on_error=cfg.on_error)
+    if cfg.convert.enabled:
+        spec = cfg.convert.spec or getattr(cfg.convert, cfg.convert.kind)
+        run("convert", convert_file, cfg.convert.kind, spec, on_error=cfg.on_error)
+    if cfg.dedupe.enabled:
+        run("dedupe", dedupe_file, cfg.dedupe, on_error=cfg.on_error)
+    if cfg.window.enabled:
+        from r1tune.data.window import window_file
+
+        run("window", window_file, cfg.window.model, cfg.window.window, cfg.window.stride, cfg.window.field,
+            on_error=cfg.on_error)
+    if cfg.tag.enabled:
+        run("tag", tag_file, cfg.tag.add_tags, cfg.tag.tags, on_error=cfg.on_error)
+        # Inference must tag prompts exactly as training did: record how, next to the data.
+        (out / "tagging.json").write_text(json.dumps(
+            {"add_tags": cfg.tag.add_tags, "tags": cfg.tag.tags, "apply_with": "r1tune.data.lang.tag_prompt"},
+            ensure_ascii=False, indent=2), encoding="utf-8")
+
+    report = None
+    if cfg.check.enabled:
+        report = check_file(current, out, cfg.check, cfg.clean.pii, on_error=cfg.on_error, write=False)
+        print(f"check: {report['records']} records, {report['records_with_problems']} with problems — "
+              f"{'passed' if report['passed'] else 'FAILED'}")
+
+    files = {"data": str(current)}
+    leakage = None
+    if cfg.split.enabled:
+        split = split_file(current, out, cfg.split, on_error=cfg.on_error, leakage=False)
+        steps.append(split)
+        print(format_summary(split) + f" — train {split['splits']['train']}, validation "
+              f"{split['splits']['validation']}, test {split['splits']['test']}")
+        files = dict(split["files"])
+        if cfg.augment.enabled:
+            target = out / "train-augmented.jsonl"
+            summary = augment_file(out / "train.jsonl", target, cfg.augment, on_error=cfg.on_error)
+            steps.append(summary)
+            print(format_summary(summary))
+            files["train"] = str(target)
+        leakage = find_leakage(files["train"], [files["validation"], files["test"]], out / "leakage.jsonl",
+                               near=cfg.split.leakage_near)
+        print(f"leakage: {leakage['exact']} exact and {leakage['near']} near-duplicate evaluation prompts "
+              f"also in train (of {leakage['checked']}) — {leakage['log']}")
+    elif cfg.augment.enabled:
+        run("augment", augment_file, cfg.augment, on_error=cfg.on_error)
+        files = {"data": str(current)}
+
+    result = {"steps": steps, "files": files, "leakage": leakage}
+    (out / "summary.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    if report is not None:
+        report["pipeline"] = steps
+        report["leakage"] = leakage
+        clean = next((s for s in steps if s["step"] == "clean"), None)
+        if clean is not None:
+            report["personal_data_in_input"] = clean["pii"]
+        json_path, md_path = write_report(report, out)
+        print(f"quality report: {md_path} ({json_path})")
+        result["report"] = report
+        _gate(report, str(md_path))
+    return result
+
+
+# ------------------------------------------------------------------ single steps (the CLI's `prepare STEP`)
+
+def _print(summary: dict) -> dict:
+    print(format_summary(summary))
+    return summary
+
+
+def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str = "skip") -> dict:
+    from r1tune.data.clean import clean_file, load_rules_file
+
+    config = load_rules_file(rules) if rules else CleanConfig()
+    summary = _print(clean_file(inp, out, config, on_error))
+    if summary["pii"]["found"]:
+        print("personal data: " + ", ".join(f"{k} {v}" for k, v in summary["pii"]["found"].items())
+              + f" ({summary['pii']['action']})")
+    return summary
+
+
+def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: list[str] | None = None,
+               label_field: str | None = None, thresholds: list[str] | None = None) -> dict:
+    from r1tune.config import parse_overrides
+    from r1tune.data.quality import check_file
+
+    prepare = None
+    if config is not None:
+        from r1tune.config import load_config
+
+        prepare = load_config(PrepareConfig, config)
+    check = prepare.check if prepare else CheckConfig()
+    updates = {}
+    if labels:
+        updates["labels"] = labels
+    if label_field:
+        updates["label_field"] = label_field
+    if thresholds:
+        updates["thresholds"] = {**check.thresholds, **{k: float(v) for k, v in parse_overrides(thresholds).items()}}
+    if updates:
+        check = load_section(CheckConfig, {**check.model_dump(), **updates}, "check options")
+    report = check_file(inp, out_dir, check, prepare.clean.pii if prepare else None)
+    print(f"check: {report['records']} records, {report['records_with_problems']} with problems; "
+          f"report: {Path(out_dir) / 'report.md'}")
+    for section, rules in report["sections"].items():
+        found = ", ".join(f"{rule} {r['count']}" for rule, r in rules.items() if r["count"])
+        if found:
+            print(f"  {section}: {found}")
+    _gate(report, str(Path(out_dir) / "report.md"))
+    return report
+
+
+def dedupe_step(inp: Path, out: Path, near: bool = False, semantic: bool = False,
+                near_threshold: float | None = None, semantic_threshold: float | None = None) -> dict:
+    from r1tune.data.dedup import dedupe_file
+
+    values = {"near": near, "semantic": semantic}
+    if near_threshold is not None:
+        values["near_threshold"] = near_threshold
+    if semantic_threshold is not None:
+        values["semantic_threshold"] = semantic_threshold
+    return _print(dedupe_file(inp, out, load_section(DedupeConfig, values, "dedupe options")))
+
+
+def convert_step(inp: Path, out: Path, kind: str, spec: Path) -> dict:
+    from r1tune.data.convert import convert_file
+
+    return _print(convert_file(inp, out, kind, spec))
+
+
+def window_step(inp: Path, out: Path, model: str, window: int = 512, stride: int = 256,
+                field: str | None = None) -> dict:
+    from r1tune.data.window import window_file
+
+    return _print(window_file(inp, out, model, window, stride, field))
+
+
+def tag_step(inp: Path, out: Path, add_tags: bool = False) -> dict:
+    from r1tune.data.lang import tag_file
+
+    summary = _print(tag_file(inp, out, add_tags))
+    print("languages: " + ", ".join(f"{k} {v}" for k, v in summary["languages"].items()))
+    return summary
+
+
+def augment_step(inp: Path, out: Path, ratio: float = 1.0, dictionary: Path | None = None, seed: int = 42,
+                 swap: float = 0.0, delete: float = 0.0) -> dict:
+    from r1tune.data.augment import augment_file
+
+    cfg = load_section(AugmentConfig, {"enabled": True, "ratio": ratio, "seed": seed, "swap": swap, "delete": delete,
+                                       "dictionary": str(dictionary) if dictionary else None}, "augment options")
+    return _print(augment_file(inp, out, cfg))
+
+
+def split_step(inp: Path, out_dir: Path, train: float = 0.8, validation: float = 0.1, test: float = 0.1,
+               seed: int = 42, label_field: str | None = None, group_field: str | None = None) -> dict:
+    from r1tune.data.split import split_file
+
+    cfg = load_section(SplitConfig, {"train": train, "validation": validation, "test": test, "seed": seed,
+                                     "label_field": label_field, "group_field": group_field}, "split options")
+    summary = split_file(inp, out_dir, cfg)
+    print(format_summary(summary))
+    print(f"train {summary['splits']['train']}, validation {summary['splits']['validation']}, "
+          f"test {summary['splits']['test']} in {out_dir}")
+    leak = summary["leakage"]
+    print(f"leakage: {leak['exact']} exact and {leak['near']} near-duplicate evaluation prompts also in train "
+          f"— {leak['log']}")
+    return summary
+
+
+def leakage_step(train: Path, others: list[Path], near: bool = True, log: Path | None = None) -> dict:
+    from r1tune.data.dedup import find_leakage
+
+    log = log or Path(train).with_name("leakage.jsonl")
+    result = find_leakage(train, others, log, near=near)
+    print(f"leakage: {result['exact']} exact and {result['near']} near-duplicate prompts of {result['checked']} "
+          f"evaluation records also in train — {result['log']}")
+    return result
+
+
+def run_config(config: Path, overrides: list[str] | None = None) -> dict:
+    from r1tune.config import load_config, parse_overrides
+
+    return run_prepare(load_config(PrepareConfig, config, parse_overrides(overrides or [])))
