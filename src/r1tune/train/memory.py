@@ -1,0 +1,197 @@
+"""Training-memory estimate per method, before any weight is loaded — and keeping CPU memory honest.
+
+    est = estimate_memory(AutoConfig.from_pretrained(M), MethodConfig(name="lora"), batch_size=4, seq_len=1024)
+    est.total, est.as_dict()
+
+The model is built on PyTorch's `meta` device (shapes, no storage), wrapped for the method exactly as the
+recipe wraps it, and two optimizer steps (forward, backward, clipping, AdamW) run on it under a dispatch
+mode that adds up every tensor created and subtracts it when it dies. The peak it sees is what autograd,
+the attention kernel and the optimizer really hold at once for this architecture and method — not a rule
+of thumb. The chunked LM-head loss is added from its kernels' footprint (three fp32 logit-sized buffers of
+one chunk); QLoRA's 4-bit base is counted as NF4 blocks.
+
+On CPU, glibc keeps freed large blocks in its heap (its mmap threshold grows after each large free), so
+resident memory ends up far above what tensors use. `return_freed_memory_to_os()` pins the threshold:
+large tensors are mmapped and handed back when freed, and peak RSS tracks tensor memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import weakref
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.weak import WeakIdKeyDictionary
+
+from r1tune.config import MethodConfig
+
+NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes + uint8 absmax per 64 + fp32 per 256 blocks
+GIB = 1024**3
+MICRO_BATCHES = (16, 8, 4, 2, 1)
+
+
+def return_freed_memory_to_os(threshold: int = 64 * 1024) -> bool:
+    """Linux/glibc: allocations above `threshold` bytes are mmapped and returned to the OS when freed."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_MMAP_THRESHOLD = -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+def loss_chunk_tokens(vocab_size: int, budget_bytes: int = 256 * 1024**2) -> int:
+    """Target tokens per loss chunk: one chunk of fp32 logits stays under `budget_bytes`."""
+    return max(16, budget_bytes // (vocab_size * 4))
+
+
+@dataclass
+class MemoryEstimate:
+    weights: int  # the model's parameters at their precision (NF4 for a QLoRA base)
+    gradients: int  # of the trainable parameters
+    optimizer: int  # AdamW's two moments
+    activations: int  # everything else at the peak: saved activations, loss chunk, temporaries
+    trainable_parameters: int
+    total_parameters: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "total": self.total}
+
+
+class LiveTensorPeak(TorchDispatchMode):
+    """Adds up the storage of every tensor an op creates, subtracts it when the storage dies; keeps the peak."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.seen = WeakIdKeyDictionary()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                if storage not in self.seen:
+                    n = storage.nbytes()
+                    self.seen[storage] = n
+                    self.live += n
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(storage, self._free, n)
+        return out
+
+    def _free(self, n: int) -> None:
+        self.live -= n
+
+
+@contextlib.contextmanager
+def _meta_friendly_transformers():
+    """transformers inspects mask and position values (data-dependent) to pick fast paths; on the meta device
+    there are no values, so report 'tracing' and let it take the general path."""
+    import transformers.masking_utils as masking
+
+    saved = masking.is_tracing
+    masking.is_tracing = lambda *a, **k: True
+    try:
+        yield
+    finally:
+        masking.is_tracing = saved
+
+
+def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len: int,
+                    dtype: torch.dtype = torch.float32, gradient_checkpointing: bool = False,
+                    target_fraction: float = 0.5) -> MemoryEstimate:
+    """Peak training memory of one process for this model, method, micro-batch and sequence length.
+
+    `target_fraction`: the share of tokens that carry a label (the answer part); the advisor measures it on
+    the user's data. It sizes the loss, which on a 152k vocabulary is a large part of the peak."""
+    from transformers import AutoModelForCausalLM
+
+    from r1tune.model.methods import apply_method
+    from r1tune.train.loss import final_hidden
+
+    wrap = method.model_copy(update={"name": "lora"}) if method.name == "qlora" else method
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config, dtype=dtype)
+        if gradient_checkpointing and method.name != "prefix":
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        model = apply_method(model, wrap, gradient_checkpointing and method.name != "prefix")
+    model.train()
+    weights = trainable_bytes = n_trainable = n_total = 0
+    for name, p in model.named_parameters():
+        n_total += p.numel()
+        quantised = (method.name == "qlora" and not p.requires_grad and p.ndim == 2 and ".layers." in name)
+        weights += int(p.numel() * NF4_BYTES_PER_PARAM) if quantised else p.numel() * p.element_size()
+        if p.requires_grad:
+            n_trainable += p.numel()
+            trainable_bytes += p.numel() * p.element_size()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device="meta")
+    tracker = LiveTensorPeak()
+    with _meta_friendly_transformers(), tracker:
+        for _ in range(2):  # the second step has gradients and optimizer moments alive from the start
+            # the body's forward and backward; the LM-head loss is added below from the kernels' real footprint
+            final_hidden(model, ids, None).sum().backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    if method.name == "qlora":  # each matmul dequantises one weight to the compute dtype for a moment
+        largest = max(p.numel() for n, p in model.named_parameters() if ".layers." in n and p.ndim == 2)
+        tracker.peak += largest * 4
+    gradients, moments = trainable_bytes, 2 * trainable_bytes
+    # chunked target-only loss (train/loss.py): in the backward of a chunk its fp32 logits, their log-softmax
+    # and the logits' gradient are alive at once, beside the gathered hidden rows and their gradient
+    targets = batch_size * max(1, int(seq_len * target_fraction))
+    chunk = min(targets, loss_chunk_tokens(model_config.vocab_size))
+    loss = 3 * chunk * model_config.vocab_size * 4 + 2 * targets * model_config.hidden_size * 4
+    return MemoryEstimate(weights=weights, gradients=gradients, optimizer=moments,
+                          activations=max(0, tracker.peak - gradients - moments) + loss,
+                          trainable_parameters=n_trainable, total_parameters=n_total)
+
+
+def parse_memory(text: str) -> int:
+    """'24GiB', '80GB', '512MiB', '1.5T' → bytes."""
+    units = {"": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6, "mib": 1024**2, "g": 1e9, "gb": 1e9,
+             "gib": GIB, "t": 1e12, "tb": 1e12, "tib": 1024**4}
+    s = text.strip().lower().replace(" ", "")
+    number = s.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = s[len(number):]
+    if not number or unit not in units:
+        from r1tune.errors import R1TuneError
+
+        raise R1TuneError(f"cannot read memory size {text!r} (e.g. 24GiB, 80GB, 512MiB)")
+    return int(float(number) * units[unit])
+
+
+def available_memory() -> int:
+    """Memory one training process may use: the GPU's total, or the RAM available now."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def auto_batch_size(model_config, method: MethodConfig, batch_size: int, grad_accum: int, max_length: int,
+                    target_fraction: float = 0.5, budget: int | None = None, dtype: torch.dtype = torch.float32,
+                    gradient_checkpointing: bool = False) -> tuple[int, int]:
+    """Largest micro-batch that fits and divides the global batch; gradient accumulation keeps the global batch."""
+    from r1tune.errors import R1TuneError
+
+    budget = budget or int(available_memory() * 0.9)
+    global_batch = batch_size * grad_accum
+    for micro in sorted({m for m in range(1, global_batch + 1) if global_batch % m == 0}, reverse=True):
+        est = estimate_memory(model_config, method, micro, max_length, dtype, gradient_checkpointing, target_fraction)
+        if est.total <= budget:
+            return micro, global_batch // micro
+    raise R1TuneError(f"even a micro-batch of 1 needs more than {budget / GIB:.1f} GiB: enable "
+                      "train.gradient_checkpointing, lower data.max_length or use method qlora")
