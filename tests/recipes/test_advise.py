@@ -13,7 +13,7 @@ def write_data(path, n):
     rng = random.Random(n)
     words = "营收 增长 利润 风险 revenue margin guidance 股东 报告 quarter".split()
     with open(path, "w", encoding="utf-8") as f:
-        for i in range(n):
+        for _ in range(n):
             f.write(json.dumps({"instruction": " ".join(rng.choices(words, k=12)), "output": rng.choice(words)},
                                ensure_ascii=False) + "\n")
     return path

@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 from r1tune.config import MethodConfig, ModelConfig
-from r1tune.errors import R1TuneError
 from r1tune.train.memory import GIB, MICRO_BATCHES, available_memory, estimate_memory, parse_memory
 
 GLOBAL_BATCH = 32  # samples per optimizer step the guide recommends (32–128)
@@ -102,9 +101,9 @@ def domain_perplexity(model_path: str, tokenizer, data: str, n: int = 32) -> flo
 def candidates(n_samples: int, distance: str, keep_general: bool) -> list[tuple[str, int | None, float, str]]:
     """(method, LoRA rank, prior score, why) from the guide's matrix; higher score ranks first."""
     if n_samples < 10_000:
-        out = [("lora", 8, 3.0, f"{n_samples:,} samples (< 10k): low-rank LoRA learns the task without over-fitting"),
-               ("prompt", None, 2.0, "under 10k samples: prompt tuning keeps every base weight (general ability intact)"),
-               ("prefix", None, 1.5, "under 10k samples: prefix tuning, a light adapter that leaves the base untouched"),
+        out = [("lora", 8, 3.0, f"{n_samples:,} samples (< 10k): low-rank LoRA learns the task, little over-fitting"),
+               ("prompt", None, 2.0, "under 10k samples: prompt tuning keeps every base weight (general ability)"),
+               ("prefix", None, 1.5, "under 10k samples: prefix tuning, a light adapter, the base untouched"),
                ("dora", 8, 2.2, "DoRA: LoRA's cost, often a little better at low rank")]
     elif n_samples <= 100_000:
         out = [("lora", 16, 3.0, f"{n_samples:,} samples (10k–100k): LoRA is the guide's choice"),
@@ -118,7 +117,8 @@ def candidates(n_samples: int, distance: str, keep_general: bool) -> list[tuple[
     for method, rank, score, why in out:
         if keep_general:
             # the guide's matrix: prefix tuning is the choice when the original ability must be kept
-            score += {"prefix": 2.2, "prompt": 1.5, "lora": 0.3, "dora": 0.3, "full": -1.5, "freeze": -0.5}.get(method, 0)
+            bonus = {"prefix": 2.2, "prompt": 1.5, "lora": 0.3, "dora": 0.3, "full": -1.5, "freeze": -0.5}
+            score += bonus.get(method, 0)
         if distance == "far":
             score += {"full": 0.8, "freeze": 0.5, "prompt": -1.5, "prefix": -1.0}.get(method, 0)
             rank = rank * 2 if rank else rank
@@ -230,7 +230,8 @@ def estimate_time(s: Setting, model: str, data: str, prof: DataProfile, n_params
             cmd = [sys.executable, "-m", "r1tune.cli", "finetune", "--model", model, "--data", data, "--out", tmp,
                    "--method", s.method, "--batch-size", str(s.batch_size), "--max-length", str(s.max_length),
                    "--max-steps", "3", "--set", "data.val_split=0", "--set", "data.on_error=skip",
-                   "--set", "train.save_every=1000", "--set", f"train.gradient_checkpointing={s.gradient_checkpointing}"]
+                   "--set", "train.save_every=1000",
+                   "--set", f"train.gradient_checkpointing={s.gradient_checkpointing}"]
             run = subprocess.run(cmd, capture_output=True, text=True)
             prov = Path(tmp) / "final" / "provenance.json"
             if run.returncode == 0 and prov.exists():

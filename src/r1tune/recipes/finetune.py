@@ -160,7 +160,6 @@ def evaluate_loss(model, samples: list[TokenizedSample], batch_size: int, pad_id
 
 def provenance(cfg: FinetuneConfig, template: str, data: TrainingData, step: int, stop_reason: str | None) -> dict:
     import accelerate
-    import peft
     import transformers
 
     import r1tune
