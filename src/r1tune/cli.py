@@ -75,12 +75,17 @@ def finetune_cmd(
     reasoning: str | None = typer.Option(None, help="data.reasoning: keep | drop | empty"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
     auto_batch_size: bool = typer.Option(False, "--auto-batch-size", help="Largest micro-batch that fits."),
+    nproc: int = typer.Option(1, "--nproc", help="Local processes (data parallel; --batch-size is per process)."),
     layers: str | None = typer.Option(None, help="method.layers: 'top:N', 'A-B' or 'i,j,k'"),
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set train.weight_decay=0.0"),
 ):
-    """Fine-tune a model (LoRA, full or freeze) with one recipe."""
+    """Fine-tune a model with one recipe for every method (LoRA, DoRA, QLoRA, IA3, prefix, prompt, full, freeze…)."""
     from r1tune.config import FinetuneConfig, load_config, merge, parse_overrides
     from r1tune.recipes.finetune import finetune
+    from r1tune.train.distributed import in_launched_process, launch
+
+    if nproc > 1 and not in_launched_process():
+        raise typer.Exit(launch(nproc, strip_option(sys.argv[1:], "--nproc")))
 
     given = dict(model=model, data=data, out=out, method=method, max_steps=max_steps, epochs=epochs,
                  batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
@@ -393,7 +398,7 @@ def human_export_cmd(
 @human_app.command("import")
 def human_import_cmd(
     sheet: Path = typer.Argument(..., help="The exported sheet folder (holds key.json)."),
-    filled: list[Path] = typer.Argument(..., help="Filled CSV sheets (one per rater) and/or Label Studio JSON exports."),
+    filled: list[Path] = typer.Argument(..., help="Filled CSV sheets (one per rater) and/or Label Studio exports."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ):
     """Score filled sheets: mean ratings, win rate, inter-rater agreement; adds them to the evaluation report."""
@@ -520,6 +525,19 @@ def advise_cmd(
 
     typer.echo(advise(model, data, memory, gpus, keep_general_ability, method, batch_size, max_length, measure,
                       as_json), nl=False)
+
+
+def strip_option(argv: list[str], name: str) -> list[str]:
+    """argv without `name VALUE` / `name=VALUE` (and without --debug's effect on the children)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +48,8 @@ from r1tune.model.template import (
     template_name,
     tokenize_training,
 )
-from r1tune.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from r1tune.train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
+from r1tune.train.distributed import all_reduce_gradients, gather_objects
 from r1tune.train.loss import target_loss
 from r1tune.train.memory import auto_batch_size, parse_memory, return_freed_memory_to_os
 from r1tune.train.monitor import EarlyStopping, MetricsLog, plot_metrics, truncate_metrics
@@ -202,8 +202,14 @@ def _kill_if_asked(step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def sharded_loss(model, batch: dict) -> torch.Tensor:
+    """Sum of target-token losses through the engine's wrapper (FSDP/DeepSpeed gather shards in forward)."""
+    out = model(**batch, num_items_in_batch=torch.ones((), device=batch["input_ids"].device))
+    return out.loss
+
+
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedType
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import set_seed
 
@@ -216,8 +222,11 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
         torch.set_num_threads(tc.threads)
     if not torch.cuda.is_available():
         return_freed_memory_to_os()  # else glibc keeps freed activations resident (see train/memory.py)
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(tc.mixed_precision))
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(tc.mixed_precision),
+                              cpu=not torch.cuda.is_available())  # cpu=True: several CPU processes use gloo
     rank, world = accelerator.process_index, accelerator.num_processes
+    # FSDP / DeepSpeed shard the parameters: the model must run inside accelerate's wrapper there
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     set_seed(tc.seed)
 
     # data: rendered with the same template inference will use
@@ -265,7 +274,11 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     groups = param_groups(model, tc.lr, tc.weight_decay, n_layers, cfg.method.layerwise_lr_decay)
     optimizer = torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.999), eps=1e-8)
     scheduler = make_scheduler(optimizer, total_steps, tc.warmup_steps, tc.min_lr_ratio)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if sharded:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:  # plain data parallelism: gradients are summed by hand after accumulation (train/distributed.py)
+        model = model.to(accelerator.device)
+        optimizer = accelerator.prepare(optimizer)
     early = EarlyStopping(tc.early_stopping_patience, tc.early_stopping_rising)
     step, micro, stop_reason = 0, 0, None
 
@@ -273,7 +286,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
         ckpt = latest_checkpoint(ckpt_root)
         if ckpt is None:
             raise R1TuneError(f"--resume: no complete checkpoint in {ckpt_root}")
-        weights, state = load_checkpoint(ckpt, optimizer, scheduler)
+        weights, state = load_checkpoint(ckpt, optimizer, scheduler, rank)
         load_trainable_state(accelerator.unwrap_model(model), weights)
         step, micro = state["step"], state["micro_batches"]
         early = EarlyStopping(**state["early_stopping"])
@@ -304,17 +317,19 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
             n_step_targets = sum(s.n_targets for b in batches for s in b)
             n_real_tokens = sum(len(s.input_ids) for b in batches for s in b)
             loss_sum = torch.zeros((), device=accelerator.device)
-            for i, global_batch in enumerate(batches):
+            for global_batch in batches:
                 local = global_batch[rank * tc.batch_size:(rank + 1) * tc.batch_size]
                 if not local:
                     continue
                 batch = {k: v.to(accelerator.device) for k, v in collate(local, pad_id).items()}
-                sync = accelerator.no_sync(model) if i < len(batches) - 1 else nullcontext()
-                with sync, accelerator.autocast():
-                    part, _, _ = target_loss(model, **batch)
-                    # DDP averages gradients over processes; scale so the result is the global token mean
-                    accelerator.backward(part * world / n_step_targets)
+                with accelerator.autocast():
+                    part = sharded_loss(model, batch) if sharded else target_loss(model, **batch)[0]
+                    # divided by the target tokens of the whole global step; sharded engines average over
+                    # ranks, so there the world size is multiplied back in
+                    accelerator.backward(part * (world if sharded else 1) / n_step_targets)
                 loss_sum += part.detach()
+            if world > 1 and not sharded:
+                all_reduce_gradients(params)
             loss_sum = accelerator.reduce(loss_sum, "sum")
             loss = float(loss_sum) / n_step_targets
             if not math.isfinite(loss):
@@ -341,11 +356,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
                 if log:
                     log.write({"step": step, "split": "eval", **metrics})
             if step % tc.save_every == 0 and step < total_steps:
-                accelerator.wait_for_everyone()
+                rng_per_rank = gather_objects(rng_state(), world)  # dropout differs per rank: keep each one's
                 if accelerator.is_main_process:
                     save_checkpoint(ckpt_root, step, trainable_state(accelerator.unwrap_model(model)), optimizer,
                                     scheduler, {"step": step, "micro_batches": micro,
-                                                "early_stopping": early.state()}, keep=tc.keep_checkpoints)
+                                                "early_stopping": early.state()}, keep=tc.keep_checkpoints,
+                                    rng_per_rank=rng_per_rank)
+                accelerator.wait_for_everyone()
             _kill_if_asked(step)
 
     accelerator.wait_for_everyone()
@@ -355,7 +372,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
                            "tokens_per_s": train_tokens / train_seconds if train_seconds else None,
                            "target_fraction": train_targets / train_tokens if train_tokens else None,
                            "trainable_parameters": trainable, "total_parameters": total,
-                           "batch_size": tc.batch_size, "grad_accum": tc.grad_accum}
+                           "batch_size": tc.batch_size, "grad_accum": tc.grad_accum, "processes": world,
+                           "distributed": accelerator.distributed_type.value}
     if accelerator.is_main_process:
         if stop_reason:
             print(f"early stop at step {step}: {stop_reason}")

@@ -45,7 +45,7 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def save_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor], optimizer, scheduler,
-                    trainer_state: dict, keep: int = 2) -> Path:
+                    trainer_state: dict, keep: int = 2, rng_per_rank: list[dict] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-step-{step:06d}"
@@ -53,8 +53,8 @@ def save_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor], opt
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
-               tmp / "optimizer.pt")
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": rng_per_rank or [rng_state()]}, tmp / "optimizer.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1), encoding="utf-8")
     (tmp / COMPLETE).write_text(str(step), encoding="utf-8")
     _fsync_tree(tmp)
@@ -85,12 +85,16 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(folder: Path, optimizer, scheduler) -> tuple[dict[str, torch.Tensor], dict]:
-    """Restore optimizer, scheduler and RNG; return (trainable weights, trainer state)."""
+def load_checkpoint(folder: Path, optimizer, scheduler, rank: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
+    """Restore optimizer, scheduler and this rank's RNG; return (trainable weights, trainer state)."""
     blob = torch.load(folder / "optimizer.pt", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
-    set_rng_state(blob["rng"])
+    if rank >= len(blob["rng"]):
+        from r1tune.errors import R1TuneError
+
+        raise R1TuneError(f"{folder} was written by {len(blob['rng'])} process(es): resume with the same --nproc")
+    set_rng_state(blob["rng"][rank])
     weights = load_file(str(folder / "trainable.safetensors"))
     state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
     return weights, state

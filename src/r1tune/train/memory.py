@@ -69,10 +69,12 @@ class MemoryEstimate:
 class LiveTensorPeak(TorchDispatchMode):
     """Adds up the storage of every tensor an op creates, subtracts it when the storage dies; keeps the peak."""
 
-    def __init__(self):
+    def __init__(self, existing: list[torch.Tensor] = ()):
         super().__init__()
         self.live = self.peak = 0
         self.seen = WeakIdKeyDictionary()
+        for t in existing:  # parameters and inputs: views of them (w.t() in every linear) allocate nothing
+            self.seen[t.untyped_storage()] = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -94,15 +96,27 @@ class LiveTensorPeak(TorchDispatchMode):
 @contextlib.contextmanager
 def _meta_friendly_transformers():
     """transformers inspects mask and position values (data-dependent) to pick fast paths; on the meta device
-    there are no values, so report 'tracing' and let it take the general path."""
+    there are no values, so report 'tracing' and let it take the general path. Attention runs a flash kernel."""
+    import torch.nn.functional as F
     import transformers.masking_utils as masking
 
-    saved = masking.is_tracing
+    saved = masking.is_tracing, F.scaled_dot_product_attention
     masking.is_tracing = lambda *a, **k: True
+    F.scaled_dot_product_attention = _flash_attention
     try:
         yield
     finally:
-        masking.is_tracing = saved
+        masking.is_tracing, F.scaled_dot_product_attention = saved
+
+
+def _flash_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    """On meta, SDPA picks the math kernel (it keeps the full attention matrix for backward); real CPU and GPU
+    runs use flash kernels that keep only the output and a log-sum-exp. Trace the flash kernel instead."""
+    if enable_gqa and k.shape[1] != q.shape[1]:  # as transformers' repeat_kv does when a mask is given
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
 
 
 def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len: int,
@@ -136,7 +150,7 @@ def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device="meta")
-    tracker = LiveTensorPeak()
+    tracker = LiveTensorPeak([*model.parameters(), *model.buffers(), ids])
     with _meta_friendly_transformers(), tracker:
         for _ in range(2):  # the second step has gradients and optimizer moments alive from the start
             # the body's forward and backward; the LM-head loss is added below from the kernels' real footprint
