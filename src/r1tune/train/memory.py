@@ -94,15 +94,16 @@ class LiveTensorPeak(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def _meta_friendly_transformers():
+def _meta_friendly_transformers(flash_attention: bool):
     """transformers inspects mask and position values (data-dependent) to pick fast paths; on the meta device
-    there are no values, so report 'tracing' and let it take the general path. Attention runs a flash kernel."""
+    there are no values, so report 'tracing' and let it take the general path."""
     import torch.nn.functional as F
     import transformers.masking_utils as masking
 
     saved = masking.is_tracing, F.scaled_dot_product_attention
     masking.is_tracing = lambda *a, **k: True
-    F.scaled_dot_product_attention = _flash_attention
+    if flash_attention:
+        F.scaled_dot_product_attention = _flash_attention
     try:
         yield
     finally:
@@ -110,8 +111,9 @@ def _meta_friendly_transformers():
 
 
 def _flash_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    """On meta, SDPA picks the math kernel (it keeps the full attention matrix for backward); real CPU and GPU
-    runs use flash kernels that keep only the output and a log-sum-exp. Trace the flash kernel instead."""
+    """On meta, SDPA picks the math kernel, which keeps the full attention matrix for backward. GPU flash kernels
+    keep only the output and a log-sum-exp: trace a flash kernel instead. (On CPU the measured peak follows the
+    math kernel's footprint more closely — its flash backward allocates that much — so CPU keeps the default.)"""
     if enable_gqa and k.shape[1] != q.shape[1]:  # as transformers' repeat_kv does when a mask is given
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
@@ -121,11 +123,12 @@ def _flash_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, sc
 
 def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len: int,
                     dtype: torch.dtype = torch.float32, gradient_checkpointing: bool = False,
-                    target_fraction: float = 0.5) -> MemoryEstimate:
+                    target_fraction: float = 0.5, flash_attention: bool | None = None) -> MemoryEstimate:
     """Peak training memory of one process for this model, method, micro-batch and sequence length.
 
     `target_fraction`: the share of tokens that carry a label (the answer part); the advisor measures it on
-    the user's data. It sizes the loss, which on a 152k vocabulary is a large part of the peak."""
+    the user's data. It sizes the loss, which on a 152k vocabulary is a large part of the peak.
+    `flash_attention`: trace attention as a flash kernel (default: when a GPU is present)."""
     from transformers import AutoModelForCausalLM
 
     from r1tune.model.methods import apply_method
@@ -151,7 +154,8 @@ def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device="meta")
     tracker = LiveTensorPeak([*model.parameters(), *model.buffers(), ids])
-    with _meta_friendly_transformers(), tracker:
+    flash = torch.cuda.is_available() if flash_attention is None else flash_attention
+    with _meta_friendly_transformers(flash), tracker:
         for _ in range(2):  # the second step has gradients and optimizer moments alive from the start
             # the body's forward and backward; the LM-head loss is added below from the kernels' real footprint
             final_hidden(model, ids, None).sum().backward()
