@@ -23,7 +23,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/r1tune quickstart --out runs/quickstart
 
+# system packages the suite needs (headless Chromium for the report test), installed when missing
 test: $(STAMP)
+	sh scripts/install-test-deps.sh
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)
@@ -33,4 +35,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache bench/out
