@@ -343,7 +343,7 @@ class SamplingDefaults(Section):
 class ServeConfig(Section):
     """`r1tune serve RUN` and `r1tune chat RUN`: an OpenAI-compatible server for a run or an exported model."""
 
-    host: str = Field("127.0.0.1", description="Address to bind; loopback by default. Another address needs an API key.")
+    host: str = Field("127.0.0.1", description="Address to bind, loopback by default; another one needs an API key.")
     port: int = Field(8000, ge=0, lt=65536, description="TCP port.")
     api_key: str | None = Field(None, description="Required on every route when set (Authorization: Bearer KEY). "
                                 "Prefer the R1TUNE_API_KEY environment variable to putting it in a file.")
@@ -357,6 +357,8 @@ class ServeConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype when loading.")
     engine: Literal["transformers", "vllm"] = Field(
         "transformers", description="transformers: this process; vllm: hand serving to `vllm serve` (GPU machines).")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice); on a "
+                                "machine shared with other work, 1 avoids threads spinning against each other.")
     limits: ServeLimits = Field(default_factory=ServeLimits)
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
 
@@ -385,6 +387,7 @@ class EvalGenerationConfig(Section):
     merge_adapter: bool = Field(
         True, description="Fold a LoRA-type adapter into the base weights before generating, as an exported model "
         "has it (same outputs up to rounding, base-model speed); prompt-learning adapters stay unmerged.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
 
 
 class BertScoreConfig(Section):
@@ -434,7 +437,8 @@ class EvaluateConfig(Section):
     model: str = Field("", description="Base model: a folder or hub id (the model the adapter was trained on).")
     adapter: str | None = Field(None, description="Tuned run (a finetune output folder, its final/, or an adapter "
                                 "folder), loaded on `model`.")
-    compare: list[str] = Field([], description="More runs or models to compare, in order (other checkpoints, methods).")
+    compare: list[str] = Field([], description="More to compare, in order: finetune runs, their checkpoints "
+                               "(OUT/checkpoints/step-N), or model folders.")
     names: list[str] | None = Field(None, description="Display names of the systems, in order; default: base, "
                                     "tuned, then each compared folder's name.")
     predictions: list[str] = Field(

@@ -1,4 +1,4 @@
-"""Classification metrics on parsed answers: accuracy, macro-F1 and a per-class report."""
+"""Classification metrics on parsed answers: accuracy, macro-F1, a per-class report and a confusion matrix."""
 
 from __future__ import annotations
 
@@ -46,3 +46,17 @@ def score_generations(generations, references: list[str], labels: list[str]) -> 
     report = classification_report(predictions, references, labels)
     report["reasoning_well_formed"] = sum(g.parsed.well_formed for g in generations) / max(1, len(generations))
     return report
+
+
+UNPARSED = "(unparsed)"
+
+
+def confusion_matrix(predictions: list[str | None], references: list[str], labels: list[str]) -> dict:
+    """Counts with a row per reference label and a column per predicted label, plus a column for answers that
+    name no declared label: {"labels": [...], "columns": [..., "(unparsed)"], "matrix": [[...], ...]}."""
+    columns = [*labels, UNPARSED]
+    matrix = [[0] * len(columns) for _ in labels]
+    for p, r in zip(predictions, references):
+        if r in labels:
+            matrix[labels.index(r)][columns.index(p if p in labels else UNPARSED)] += 1
+    return {"labels": list(labels), "columns": columns, "matrix": matrix}

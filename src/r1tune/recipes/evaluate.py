@@ -1,0 +1,554 @@
+"""`r1tune evaluate`: base vs tuned (vs any number of runs) on a test set → OUT/metrics.json + OUT/report.html.
+
+    r1tune evaluate --model runs/x/base-model --adapter runs/x/tuned --data test.jsonl --out runs/x/eval
+    r1tune evaluate --data test.jsonl --predictions vllm=vllm.jsonl --predictions human=human.jsonl --out DIR
+    r1tune evaluate configs/medical-records/evaluate.yaml
+
+1. test samples: the test file (any training format), or the references in predictions files;
+2. each system in turn — the base model, the tuned run on it, every compared run — generates on the test
+   set (batched, KV cache, R1 sampling or greedy, several draws per prompt if asked), and the reasoning
+   parser splits reasoning from answer; a latency pass generates a few prompts one at a time. A predictions
+   file (another system, a vLLM run, a human baseline) stands in for a system without loading a model;
+3. metrics on the answers (task metrics, reasoning format, business checks) as per-sample statistics;
+4. the same models on the general set (verifiable questions, zh + en): what tuning cost outside the domain;
+5. every system against the first on the same prompts: paired bootstrap intervals of each difference, and
+   the worst regressions with their prompts and reasoning traces;
+6. feedback-log satisfaction, training loss curves; then metrics.json, predictions/<system>.jsonl (what
+   `r1tune human-eval export` reads) and the self-contained report.html.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from r1tune.config import EvaluateConfig
+from r1tune.errors import R1TuneError
+from r1tune.evaluate.scoring import (
+    DEFAULT_METRICS,
+    PRIMARY,
+    EvalItem,
+    Output,
+    ScoringOptions,
+    detect_task,
+    item_score_key,
+    score_outputs,
+)
+from r1tune.model.reasoning import ParsedOutput, split_reasoning
+from r1tune.model.template import RESOURCES
+
+GENERAL_SET = RESOURCES / "datasets" / "general" / "general.jsonl"
+
+
+@dataclass
+class System:
+    name: str
+    kind: str  # "model" or "predictions"
+    path: str
+    base: str | None = None  # base model an adapter is loaded on
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def last_user_text(messages: list[dict]) -> str:
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+
+
+def load_items(path: str | Path, fmt: str = "auto", limit: int | None = None) -> list[EvalItem]:
+    from r1tune.data.formats import load_samples
+
+    samples, _ = load_samples(path, fmt)
+    items = []
+    for number, sample in enumerate(samples[:limit] if limit else samples):
+        label = sample.meta.get("label")
+        items.append(EvalItem(id=str(sample.meta.get("id", number)), messages=sample.prompt_messages,
+                              prompt=last_user_text(sample.prompt_messages), reference=sample.answer,
+                              label=str(label) if label is not None else None, meta=sample.meta))
+    return items
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise R1TuneError(f"predictions file not found: {path}")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as e:
+                raise R1TuneError(f"{path}:{number}: invalid JSON: {e}") from None
+    if not rows:
+        raise R1TuneError(f"{path}: no predictions")
+    return rows
+
+
+def parse_prediction(text: str, reasoning: str | None) -> ParsedOutput:
+    """A prediction from elsewhere: R1 text with `</think>`, or an answer with its reasoning in its own field
+    (vLLM's reasoning parser), or a bare answer (no reasoning block: the format checks will say so)."""
+    if "</think>" in text:
+        return split_reasoning(text, started_in_think=False)
+    if reasoning is not None:
+        return ParsedOutput(reasoning.strip(), text.strip(), True)
+    return ParsedOutput("", text.strip(), False)
+
+
+def predictions_outputs(path: str | Path,
+                        items: list[EvalItem] | None) -> tuple[list[EvalItem], list[list[Output]], list[dict]]:
+    """(items, draws per item, raw records) from a predictions JSONL, aligned with `items` by id (or order)."""
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, 1):
+        if "prediction" not in row:
+            raise R1TuneError(f"{path}:{number}: field 'prediction': missing")
+        if items is None and "reference" not in row:
+            raise R1TuneError(f"{path}:{number}: field 'reference': missing (or give --data with the references)")
+    if items is None:
+        items = [EvalItem(id=str(r.get("id", n)), messages=None, prompt=str(r.get("prompt", "")),
+                          reference=str(r["reference"]), label=str(r["label"]) if r.get("label") is not None else None,
+                          meta={k: v for k, v in r.items() if k not in ("prediction", "reasoning")})
+                 for n, r in enumerate(rows)]
+    elif all("id" in r for r in rows) and {str(r["id"]) for r in rows} >= {i.id for i in items}:
+        by_id = {str(r["id"]): r for r in rows}
+        rows = [by_id[i.id] for i in items]
+    elif len(rows) != len(items):
+        raise R1TuneError(f"{path}: {len(rows)} predictions for {len(items)} test samples, and their ids do not "
+                          "cover the test set: give an `id` per prediction, or one prediction per sample in order")
+    outputs = []
+    for row in rows:
+        texts = row["prediction"] if isinstance(row["prediction"], list) else [row["prediction"]]
+        outputs.append([Output(str(t), parse_prediction(str(t), row.get("reasoning")),
+                               row.get("new_tokens") or row.get("completion_tokens")) for t in texts])
+    draws = {len(o) for o in outputs}
+    if len(draws) != 1:
+        raise R1TuneError(f"{path}: every sample needs the same number of predictions (found {sorted(draws)})")
+    return items, outputs, rows
+
+
+def plan_systems(cfg: EvaluateConfig) -> list[System]:
+    systems: list[System] = []
+    if cfg.model:
+        systems.append(System("base" if cfg.adapter or cfg.compare else "model", "model", cfg.model))
+    if cfg.adapter:
+        systems.append(System("tuned", "model", cfg.adapter, base=cfg.model or None))
+    for path in cfg.compare:
+        systems.append(System(_folder_name(path), "model", path, base=cfg.model or None))
+    for spec in cfg.predictions:
+        name, sep, path = spec.partition("=")
+        if not sep or "/" in name or not name:
+            name, path = Path(spec).stem, spec
+        systems.append(System(name, "predictions", path))
+    if not systems:
+        raise R1TuneError("nothing to evaluate: give --model (with --adapter / --compare) or --predictions")
+    if cfg.names:
+        if len(cfg.names) != len(systems):
+            raise R1TuneError(f"names: {len(cfg.names)} names for {len(systems)} systems "
+                              f"({', '.join(s.name for s in systems)})")
+        for system, name in zip(systems, cfg.names):
+            system.name = name
+    seen: dict[str, int] = {}
+    for system in systems:  # two runs both called "final" must not overwrite each other's outputs
+        seen[system.name] = seen.get(system.name, 0) + 1
+        if seen[system.name] > 1:
+            system.name = f"{system.name}-{seen[system.name]}"
+    for system in systems:
+        system.name = re.sub(r"[^\w.\-@]+", "_", system.name)
+    return systems
+
+
+def _folder_name(path: str) -> str:
+    p = Path(path)
+    if p.parent.name == "checkpoints":  # runs/x/checkpoints/step-000200 → x@step-000200
+        return f"{p.parent.parent.name}@{p.name}"
+    return p.parent.name if p.name == "final" else p.name
+
+
+# ---------------------------------------------------------------- generation
+
+
+def merge_adapter(model):
+    """Fold a LoRA-type adapter into the base weights, as an exported model has it: the same outputs (up to
+    rounding) at the base model's speed. Prompt-learning adapters and quantized bases stay as they are."""
+    from peft import PeftModel
+
+    from r1tune.model import methods
+
+    if not isinstance(model, PeftModel):
+        return model, False
+    try:
+        return methods.merge_adapter(model).eval(), True
+    except R1TuneError:
+        return model, False
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """A finetune checkpoint (OUT/checkpoints/step-N): trainable weights in r1tune's own format."""
+    return (Path(path) / "trainable.safetensors").exists()
+
+
+def load_checkpoint_for_inference(folder: str | Path, dtype: str = "auto"):
+    """(model, tokenizer) from a checkpoint: the run's base model, wrapped for its method as training did,
+    with the checkpoint's trainable weights loaded."""
+    from safetensors.torch import load_file
+
+    from r1tune.config import FinetuneConfig, load_config
+    from r1tune.model.load import load_model, load_tokenizer, resolve_dtype
+    from r1tune.model.methods import apply_method, load_trainable_state, quantization_config
+
+    folder = Path(folder)
+    run = folder.parent.parent
+    if not (run / "config.yaml").exists():
+        raise R1TuneError(f"{folder}: a checkpoint needs its run's config.yaml in {run}")
+    cfg = load_config(FinetuneConfig, run / "config.yaml")
+    quantization = quantization_config(cfg.method)
+    model = load_model(cfg.model, dtype=resolve_dtype(dtype),
+                       **({"quantization_config": quantization} if quantization else {}))
+    model = apply_method(model, cfg.method, tokenizer_path=cfg.model.name_or_path)
+    load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
+    model.eval()
+    return model, load_tokenizer(cfg.model)
+
+
+def load_system(system: System, dtype: str):
+    from r1tune.model.load import load_for_inference
+
+    if is_checkpoint(system.path):
+        return load_checkpoint_for_inference(system.path, dtype)
+    return load_for_inference(system.path, dtype=dtype, base=system.base)
+
+
+def generate_outputs(model, tokenizer, items: list[EvalItem], cfg: EvaluateConfig, max_new_tokens: int,
+                     draws: int) -> tuple[list[list[Output]], float]:
+    """Each prompt `draws` times, in one batched pass; (outputs per item, wall seconds)."""
+    from r1tune.evaluate.generate import generate
+
+    g = cfg.generation
+    conversations = [item.messages for item in items for _ in range(draws)]
+    t0 = time.perf_counter()
+    generations = generate(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
+                           do_sample=g.sampling == "r1", temperature=g.temperature, top_p=g.top_p,
+                           batch_size=g.batch_size, seed=g.seed)
+    seconds = time.perf_counter() - t0
+    outputs = [Output(x.text, x.parsed, x.new_tokens) for x in generations]
+    return [outputs[k * draws:(k + 1) * draws] for k in range(len(items))], seconds
+
+
+def run_model(system: System, items: list[EvalItem], general: list[EvalItem] | None, cfg: EvaluateConfig,
+              draws: int, console) -> dict:
+    from r1tune.evaluate.speed import latency_summary, measure_latency, throughput
+
+    if any(item.messages is None for item in items):
+        raise R1TuneError("generating needs the prompts: give --data with the test set")
+    console.print(f"  loading {system.name}: {system.path}")
+    model, tokenizer = load_system(system, cfg.generation.dtype)
+    model, merged = merge_adapter(model) if cfg.generation.merge_adapter else (model, False)
+    g = cfg.generation
+    outputs, seconds = generate_outputs(model, tokenizer, items, cfg, g.max_new_tokens, draws)
+    speed = throughput([o for outs in outputs for o in outs], seconds)
+    latency = {"requests": 0}
+    if g.latency_requests:
+        timings = measure_latency(model, tokenizer, [i.messages for i in items[:g.latency_requests]],
+                                  max_new_tokens=g.max_new_tokens, do_sample=g.sampling == "r1",
+                                  temperature=g.temperature, top_p=g.top_p, seed=g.seed)
+        latency = latency_summary([t["seconds"] for t in timings])
+        latency["tokens_per_s"] = sum(t["new_tokens"] for t in timings) / sum(t["seconds"] for t in timings)
+        latency["chars_per_s"] = sum(t["chars"] for t in timings) / sum(t["seconds"] for t in timings)
+    general_outputs = None
+    if general:
+        general_outputs, _ = generate_outputs(model, tokenizer, general, cfg,
+                                              cfg.general.max_new_tokens or g.max_new_tokens, draws)
+    del model
+    gc.collect()
+    return {"outputs": outputs, "speed": speed, "latency": latency, "general": general_outputs,
+            "adapter_merged": merged}
+
+
+def run_predictions(system: System, items: list[EvalItem] | None, general: list[EvalItem] | None,
+                    cfg: EvaluateConfig) -> dict:
+    from r1tune.evaluate.speed import latency_summary
+
+    items, outputs, rows = predictions_outputs(system.path, items)
+    seconds = [float(r["latency_s"]) if "latency_s" in r else float(r["latency_ms"]) / 1000 for r in rows
+               if "latency_s" in r or "latency_ms" in r]
+    latency = latency_summary(seconds)
+    if seconds and len(seconds) == len(rows):  # per-request timings given: speeds a single stream would see
+        total = sum(seconds)
+        latency["chars_per_s"] = sum(len(o.text) for outs in outputs for o in outs) / total
+        tokens = [o.new_tokens for outs in outputs for o in outs]
+        if all(t is not None for t in tokens):
+            latency["tokens_per_s"] = sum(tokens) / total
+    general_outputs = None
+    if general and system.name in cfg.general.predictions:
+        _, general_outputs, _ = predictions_outputs(cfg.general.predictions[system.name], general)
+    return {"items": items, "outputs": outputs, "speed": {}, "latency": latency, "general": general_outputs}
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score_general(items: list[EvalItem], outputs: list[list[Output]]) -> dict:
+    from r1tune.evaluate.bootstrap import MetricStats
+    from r1tune.evaluate.verifiable import verifiable_match
+
+    correct = [[verifiable_match(o.answer, item.reference, item.meta.get("answer_type", "text"),
+                                 item.meta.get("aliases"), item.meta.get("distractors")) for o in outs]
+               for item, outs in zip(items, outputs)]
+    per_item = [sum(c) / len(c) for c in correct]
+    groups: dict[str, list[float]] = {}
+    for item, value in zip(items, per_item):
+        for key in (f"kind:{item.meta.get('kind', 'other')}", f"lang:{item.meta.get('lang', 'unknown')}"):
+            groups.setdefault(key, []).append(value)
+    return {"stats": MetricStats.mean("general_accuracy", per_item), "per_item": per_item,
+            "groups": {k: sum(v) / len(v) for k, v in sorted(groups.items())}}
+
+
+def business_stats(items: list[EvalItem], outputs: list[list[Output]], cfg: EvaluateConfig) -> dict:
+    from r1tune.evaluate.bootstrap import MetricStats
+    from r1tune.evaluate.business import run_checks
+
+    if not cfg.business.checks:
+        return {}
+    samples = [{**item.meta, "id": item.id, "prompt": item.prompt, "reference": item.reference, "label": item.label}
+               for item in items for _ in outputs[0]]
+    verdicts = run_checks([o.answer for outs in outputs for o in outs], samples, cfg.business.checks)
+    draws = len(outputs[0])
+    stats = {}
+    for name, passed in verdicts.items():
+        key = name if name == "task_completed" else f"check:{name}"
+        per_item = [sum(passed[k * draws:(k + 1) * draws]) / draws for k in range(len(items))]
+        stats[key] = MetricStats.mean(key, per_item)
+    return stats
+
+
+def training_curves(paths: list[str]) -> dict:
+    """Train / eval loss per step from each finetune run's metrics.jsonl (at most ~1000 points per curve)."""
+    curves = {}
+    for path in paths:
+        folder = Path(path)
+        folder = folder.parent.parent if is_checkpoint(folder) else folder.parent if folder.name == "final" else folder
+        log = folder / "metrics.jsonl"
+        if not log.exists() or folder.name in curves:
+            continue
+        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        curve = {}
+        for split in ("train", "eval"):
+            points = [[r["step"], r["loss"]] for r in rows if r.get("split") == split and r.get("loss") is not None]
+            stride = max(1, len(points) // 1000)
+            curve[split] = points[::stride]
+        curves[_folder_name(str(folder))] = curve
+    return curves
+
+
+def lengths(outputs: list[list[Output]]) -> dict:
+    first = [outs[0] for outs in outputs]
+    return {"answer_chars": [len(o.answer) for o in first], "reasoning_chars": [len(o.parsed.reasoning) for o in first],
+            "new_tokens": [o.new_tokens for o in first if o.new_tokens is not None]}
+
+
+def summarise(stats: dict, weights, confidence: float) -> dict:
+    from r1tune.evaluate.bootstrap import confidence_interval
+
+    return {name: confidence_interval(metric, weights, confidence) for name, metric in stats.items()}
+
+
+def compare(candidate: dict, baseline: dict, weights, confidence: float) -> dict:
+    from r1tune.evaluate.bootstrap import paired_difference
+
+    return {name: paired_difference(candidate[name], baseline[name], weights, confidence)
+            for name in candidate if name in baseline}
+
+
+def worst_regressions(items: list[EvalItem], base: dict, cand: dict, key: str, limit: int) -> tuple[list[dict], dict]:
+    """The samples where the candidate lost most on `key` against the baseline, with both outputs."""
+    deltas = [c[key] - b[key] for b, c in zip(base["score"].items, cand["score"].items)]
+    counts = {"worse": sum(d < 0 for d in deltas), "better": sum(d > 0 for d in deltas),
+              "same": sum(d == 0 for d in deltas)}
+    order = sorted((k for k, d in enumerate(deltas) if d < 0), key=lambda k: deltas[k])[:limit]
+
+    def side(run: dict, k: int) -> dict:
+        out = run["outputs"][k][0]
+        return {"answer": out.answer, "reasoning": out.parsed.reasoning, "closed": out.parsed.closed,
+                "score": run["score"].items[k][key]}
+
+    listed = [{"id": items[k].id, "prompt": items[k].prompt, "reference": items[k].reference, "delta": deltas[k],
+               "baseline": side(base, k), "candidate": side(cand, k)} for k in order]
+    return listed, counts
+
+
+def write_predictions(folder: Path, name: str, items: list[EvalItem], run: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as f:
+        for item, outs, scores in zip(items, run["outputs"], run["score"].items):
+            record = {"id": item.id, "prompt": item.prompt, "reference": item.reference, "label": item.label,
+                      "prediction": outs[0].text, "answer": outs[0].answer, "reasoning": outs[0].parsed.reasoning,
+                      "scores": {k: v for k, v in scores.items() if k != "id"}}
+            if len(outs) > 1:
+                record["draws"] = [o.text for o in outs]
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _schema(value) -> dict | None:
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        return json.loads(Path(value).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise R1TuneError(f"json_schema '{value}': {e}") from None
+
+
+# ---------------------------------------------------------------- the flow
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    from rich.console import Console
+
+    from r1tune.evaluate.bootstrap import resample_weights
+    from r1tune.evaluate.report import render_report
+
+    console = Console(stderr=False)
+    if cfg.generation.threads:
+        import torch
+
+        torch.set_num_threads(cfg.generation.threads)
+    out = Path(cfg.out)
+    systems = plan_systems(cfg)
+    draws = cfg.generation.num_samples if cfg.generation.sampling == "r1" else 1
+
+    # 1. test samples
+    items = load_items(cfg.data, cfg.format, cfg.max_samples) if cfg.data else None
+    if items is None and systems[0].kind == "model":
+        raise R1TuneError("no test set: give --data")
+    general = None
+    wants_general = any(s.kind == "model" for s in systems) or bool(cfg.general.predictions)
+    if cfg.general.enabled and wants_general:
+        general = load_items(cfg.general.data or GENERAL_SET)
+
+    # 2. outputs of every system
+    runs: dict[str, dict] = {}
+    for system in systems:
+        console.print(f"[bold]{system.name}[/]: {'generating' if system.kind == 'model' else 'reading'} "
+                      f"({system.path})")
+        if system.kind == "model":
+            runs[system.name] = run_model(system, items, general, cfg, draws, console)
+        else:
+            runs[system.name] = run_predictions(system, items, general, cfg)
+            if items is None:
+                items = runs[system.name]["items"]
+        runs[system.name].pop("items", None)
+    assert items is not None
+
+    # 3. metrics
+    task = cfg.task if cfg.task != "auto" else detect_task(items, cfg.labels)
+    metrics = list(cfg.metrics or DEFAULT_METRICS[task])
+    if task == "structured" and cfg.json_schema is not None and "schema_valid" not in metrics:
+        metrics.append("schema_valid")
+    options = ScoringOptions(labels=cfg.labels, rouge_segmentation=cfg.rouge_segmentation,
+                             bleu_tokenize=cfg.bleu_tokenize, bertscore_model=cfg.bertscore.model,
+                             bertscore_layers=cfg.bertscore.num_layers, bertscore_batch_size=cfg.bertscore.batch_size,
+                             json_schema=_schema(cfg.json_schema))
+    for name, run in runs.items():
+        console.print(f"  scoring {name}")
+        run["score"] = score = score_outputs(items, run["outputs"], task, metrics, options)
+        score.stats.update(business_stats(items, run["outputs"], cfg))
+        if run["general"] is not None:
+            run["general_score"] = score_general(general, run["general"])
+    first = runs[systems[0].name]
+    primary = cfg.primary_metric or PRIMARY[task]
+    if primary not in first["score"].stats:
+        primary = next(m for m in metrics if m in first["score"].stats)
+
+    # 4–5. intervals, differences against the first system, regressions, forgetting
+    b = cfg.bootstrap
+    weights = resample_weights(len(items), b.resamples, b.seed)
+    general_weights = resample_weights(len(general), b.resamples, b.seed) if general else None
+    by_system = {}
+    for name, run in runs.items():
+        entry = {"source": next(s.path for s in systems if s.name == name), "adapter_merged": run.get("adapter_merged"),
+                 "metrics": summarise(run["score"].stats, weights, b.confidence),
+                 "speed": run["speed"], "latency": run["latency"], "lengths": lengths(run["outputs"]),
+                 **run["score"].details}
+        if "general_score" in run:
+            g = run["general_score"]
+            entry["general"] = {"accuracy": summarise({"accuracy": g["stats"]}, general_weights, b.confidence)
+                                ["accuracy"], "groups": g["groups"]}
+        by_system[name] = entry
+    comparisons, forgetting = {}, {}
+    key = item_score_key(primary, first["score"].stats)
+    for system in systems[1:]:
+        run = runs[system.name]
+        regressions, counts = worst_regressions(items, first, run, key, cfg.regressions)
+        comparisons[system.name] = {"vs": systems[0].name, "item_score": key, "item_deltas": counts,
+                                    "metrics": compare(run["score"].stats, first["score"].stats, weights, b.confidence),
+                                    "regressions": regressions}
+        if "general_score" in run and "general_score" in first:
+            general_diff = compare({"accuracy": run["general_score"]["stats"]},
+                                   {"accuracy": first["general_score"]["stats"]}, general_weights,
+                                   b.confidence)["accuracy"]
+            comparisons[system.name]["general"] = general_diff
+            forgetting[system.name] = {"gain": comparisons[system.name]["metrics"][primary], "general": general_diff}
+
+    # 6. feedback, training curves, files
+    results = {
+        "task": task, "data": cfg.data or None, "samples": len(items), "draws_per_prompt": draws,
+        "systems": [s.name for s in systems], "baseline": systems[0].name, "primary_metric": primary,
+        "metrics": [m for m in metrics if m in first["score"].stats],
+        "sampling": ({"mode": "r1", "temperature": cfg.generation.temperature, "top_p": cfg.generation.top_p}
+                     if cfg.generation.sampling == "r1" else {"mode": "greedy"}),
+        "bootstrap": {"resamples": b.resamples, "confidence": b.confidence, "seed": b.seed},
+        "general_set": {"data": str(cfg.general.data or GENERAL_SET), "questions": len(general)} if general else None,
+        "by_system": by_system, "comparisons": comparisons, "forgetting": forgetting,
+        "reference_lengths": {"answer_chars": [len(i.reference) for i in items]},
+        "training": training_curves(cfg.train_runs if cfg.train_runs is not None
+                                    else [p for p in [cfg.adapter, *cfg.compare] if p]),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if cfg.business.feedback:
+        from r1tune.evaluate.business import read_feedback, satisfaction
+
+        results["feedback"] = satisfaction(read_feedback(cfg.business.feedback, cfg.business.feedback_field,
+                                                         cfg.business.system_field), b.resamples, b.confidence, b.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "predictions").glob("*.jsonl"):  # a rerun with other systems must not leave old outputs
+        stale.unlink()
+    for name, run in runs.items():
+        write_predictions(out / "predictions", name, items, run)
+    (out / "metrics.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+    human = json.loads((out / "human.json").read_text(encoding="utf-8")) if (out / "human.json").exists() else None
+    if human and {human.get("baseline"), human.get("candidate")} - set(results["systems"]):
+        human = None  # ratings of systems this evaluation no longer has
+    render_report(results, out / "report.html", human=human)
+    print_summary(results, console)
+    console.print(f"metrics: {out / 'metrics.json'}; report: {out / 'report.html'}; outputs: {out / 'predictions'}")
+    return results
+
+
+def print_summary(results: dict, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{results['task']} on {results['samples']} samples "
+                        f"({results['bootstrap']['confidence']:.0%} bootstrap intervals)")
+    table.add_column("metric")
+    for name in results["systems"]:
+        table.add_column(name, justify="right")
+    names = list(results["by_system"][results["baseline"]]["metrics"])
+    for metric in names:
+        cells = []
+        for name in results["systems"]:
+            m = results["by_system"][name]["metrics"].get(metric)
+            cell = f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]" if m else "–"
+            diff = results["comparisons"].get(name, {}).get("metrics", {}).get(metric)
+            if diff:
+                cell += f" Δ{diff['diff']:+.3f}"
+            cells.append(cell)
+        table.add_row(metric, *cells)
+    if all("general" in results["by_system"][n] for n in results["systems"]):
+        table.add_row("general set accuracy", *(f"{results['by_system'][n]['general']['accuracy']['value']:.3f}"
+                                                for n in results["systems"]))
+    speeds = [results["by_system"][n]["speed"].get("tokens_per_s") for n in results["systems"]]
+    if any(v is not None for v in speeds):
+        table.add_row("tokens/s", *("–" if v is None else f"{v:.1f}" for v in speeds))
+    console.print(table)
