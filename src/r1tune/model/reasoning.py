@@ -50,46 +50,59 @@ class ReasoningStream:
             reasoning, answer = stream.feed(delta)   # either may be ""
         reasoning, answer = stream.finish()
 
-    The output is assumed to start inside the reasoning (the prompt ended with `<think>\\n`, which
-    `r1tune serve` always ensures); a leading `<think>` written by the model anyway is dropped. Text that could
-    still turn into `</think>` (a `</thi` at the end of a delta) and whitespace that `split_reasoning` would
-    strip are held back until the next delta decides, so the concatenated deltas equal `split_reasoning`'s
-    reasoning and answer for any way the text is cut.
+    The output is taken to start inside the reasoning (the prompt ended with `<think>\\n`, which `r1tune serve`
+    always ensures); a leading `<think>` the model writes anyway is dropped. Text that may still become
+    `</think>` (say `</thi` at the end of a delta) and whitespace that `split_reasoning` would strip are held
+    back until later text decides, so the concatenated deltas equal `split_reasoning`'s reasoning and answer
+    however the text is cut.
     """
 
     def __init__(self) -> None:
-        self._buffer = ""
+        self._buffer = ""  # text received but not yet handed out
         self._phase = "start"  # start → reasoning → answer
-        self._answer_started = False
-        self.closed = False  # a `</think>` has been seen
+        self._started = False  # the current part has emitted text (its leading whitespace is behind us)
+        self.closed = False  # a `</think>` ended the reasoning
 
     def feed(self, text: str) -> tuple[str, str]:
         self._buffer += text.replace(EOS, "")
-        reasoning = answer = ""
         if self._phase == "start":
             self._buffer = self._buffer.lstrip()
-            if THINK_OPEN.startswith(self._buffer):  # empty, or maybe the start of `<think>`: wait
-                return "", ""
             if self._buffer.startswith(THINK_OPEN):
                 self._buffer = self._buffer[len(THINK_OPEN):]
+            elif THINK_OPEN.startswith(self._buffer):  # empty, or perhaps the beginning of `<think>`
+                return "", ""
             self._phase = "reasoning"
+        reasoning = ""
         if self._phase == "reasoning":
-            if not reasoning and not self._answer_started:
-                pass
-            head, marker, tail = self._buffer.partition(THINK_CLOSE)
-            if marker:
-                reasoning = self._emit_reasoning(head, final=True)
-                self._phase, self.closed, self._buffer = "answer", True, tail
-            else:
-                keep = _partial_suffix(self._buffer, THINK_CLOSE)
-                ready = self._buffer[:len(self._buffer) - keep]
-                reasoning = self._emit_reasoning(ready, final=False)
-                self._buffer = self._buffer[len(reasoning_ready := ready.rstrip()):] if False else self._buffer
-                return reasoning, ""
-        if self._phase == "answer":
-            if not self._answer_started:
+            if not self._started:
                 self._buffer = self._buffer.lstrip()
-                self._answer_started = bool(self._buffer)
-            ready = self._buffer.rstrip()  # trailing whitespace waits: it is stripped if nothing follows
-            answer, self._buffer = ready, self._buffer[len(ready):]
-        return reasoning, answer
+            head, marker, tail = self._buffer.partition(THINK_CLOSE)
+            if not marker:
+                undecided = _partial_suffix(self._buffer, THINK_CLOSE)
+                return self._take(self._buffer[:len(self._buffer) - undecided].rstrip()), ""
+            reasoning = head.rstrip()
+            self._phase, self._started, self._buffer, self.closed = "answer", False, tail, True
+        if not self._started:
+            self._buffer = self._buffer.lstrip()
+        return reasoning, self._take(self._buffer.rstrip())
+
+    def finish(self) -> tuple[str, str]:
+        """What is still held back: the end of an unclosed reasoning (a cut-off `</thi`, say)."""
+        rest, self._buffer = self._buffer, ""
+        if self._phase == "answer":
+            return "", ""  # only trailing whitespace can be left
+        return (rest.strip() if not self._started else rest.rstrip()), ""
+
+    def _take(self, ready: str) -> str:
+        """Hand out `ready`, a prefix of the buffer."""
+        self._buffer = self._buffer[len(ready):]
+        self._started = self._started or bool(ready)
+        return ready
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    """Length of the longest end of `text` that is a proper beginning of `marker`."""
+    for n in range(min(len(text), len(marker) - 1), 0, -1):
+        if marker.startswith(text[-n:]):
+            return n
+    return 0

@@ -1,0 +1,64 @@
+"""The serve flow: check the address and key, load the run, start the OpenAI-compatible server.
+
+    r1tune serve runs/quickstart/tuned                                  # http://127.0.0.1:8000/v1
+    r1tune serve runs/x --adapter legal=runs/legal --api-key-env R1TUNE_API_KEY --port 9000
+    r1tune serve runs/x --engine vllm                                   # GPU machines with vLLM installed
+
+A non-loopback address is refused without an API key: the server would otherwise answer anyone who can
+reach the port.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from r1tune.config import ServeConfig
+from r1tune.errors import R1TuneError
+
+API_KEY_ENV = "R1TUNE_API_KEY"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_api_key(cfg: ServeConfig) -> ServeConfig:
+    """The key from the config, else from $R1TUNE_API_KEY (keeps it out of argv and shell history)."""
+    if cfg.api_key is None and os.environ.get(API_KEY_ENV):
+        cfg = cfg.model_copy(update={"api_key": os.environ[API_KEY_ENV]})
+    if cfg.api_key is not None and not cfg.api_key.strip():
+        raise R1TuneError("the API key is empty")
+    if not is_loopback(cfg.host) and not cfg.api_key:
+        raise R1TuneError(f"refusing to serve on {cfg.host} without an API key: anyone who reaches the port could "
+                          f"use the model. Set {API_KEY_ENV} (or --api-key), or bind 127.0.0.1")
+    return cfg
+
+
+def serve(run: str | Path, cfg: ServeConfig) -> None:
+    cfg = resolve_api_key(cfg)
+    if cfg.engine == "vllm":
+        from r1tune.serve.vllm import serve_with_vllm
+
+        serve_with_vllm(run, cfg)
+        return
+    import uvicorn
+
+    from r1tune.serve.app import create_app
+    from r1tune.serve.engine import load_engine
+
+    engine = load_engine(run, cfg)
+    app = create_app(engine, cfg)
+    print(f"r1tune serve: models {', '.join(engine.models)} on http://{cfg.host}:{cfg.port}/v1"
+          f" ({'API key required' if cfg.api_key else 'no API key'}; template {cfg.template})", flush=True)
+    try:
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info", lifespan="off",
+                    timeout_graceful_shutdown=5, server_header=False)
+    finally:
+        engine.close()

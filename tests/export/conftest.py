@@ -1,0 +1,53 @@
+"""Export fixtures: a tiny LoRA run (a few seconds) and a small labelled test set from the bundled finsent data.
+
+Everything runs with one torch thread: on a 2-core machine shared with other work, two threads spin against
+each other (generation measured 10x slower), and the tiny model gains nothing from a second one."""
+
+import pytest
+
+from r1tune.config import FinetuneConfig
+from r1tune.model.template import RESOURCES
+
+FINSENT = RESOURCES / "datasets" / "finsent"
+
+
+@pytest.fixture(scope="session")
+def export_run(tiny_model_dir, tmp_path_factory):
+    from r1tune.recipes.finetune import finetune
+
+    root = tmp_path_factory.mktemp("export")
+    data = root / "train.jsonl"
+    data.write_text("".join((FINSENT / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:80]),
+                    encoding="utf-8")
+    out = root / "tuned"
+    finetune(FinetuneConfig(model={"name_or_path": str(tiny_model_dir)},
+                            data={"train": str(data), "val_split": 0.2, "max_length": 128},
+                            method={"name": "lora", "lora_r": 8, "lora_alpha": 16},
+                            train=dict(max_steps=8, batch_size=8, lr=5e-3, eval_every=100, save_every=100, seed=7,
+                                       threads=1), out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def finsent_test(tmp_path_factory):
+    path = tmp_path_factory.mktemp("finsent-test") / "test.jsonl"
+    path.write_text("".join((FINSENT / "test.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:40]),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def cli(capsys):
+    """cli(*args) runs `r1tune ARGS` in this process (the console script's main()): (exit code, stdout, stderr)."""
+    from r1tune.cli import main
+
+    def run(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
