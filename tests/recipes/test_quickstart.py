@@ -9,7 +9,7 @@ import sys
 def test_quickstart_end_to_end(tmp_path):
     out = tmp_path / "qs"
     run = subprocess.run([sys.executable, "-m", "r1tune.cli", "quickstart", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                         capture_output=True, text=True, timeout=1800, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     base, tuned = metrics["base"], metrics["tuned"]
