@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--methods", nargs="+", default=["qlora", "lora", "freeze", "full"])
     args = ap.parse_args()
-    print(f"| model | method | weights | grads + AdamW | activations (ckpt) | total, 1 GPU (ckpt) |")
+    print("| model | method | weights | grads + AdamW | activations (ckpt) | total, 1 GPU (ckpt) |")
     print("|---|---|---|---|---|---|")
     for name in args.models:
         cfg = MODELS[name]

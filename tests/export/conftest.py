@@ -34,20 +34,3 @@ def finsent_test(tmp_path_factory):
     path.write_text("".join((FINSENT / "test.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:40]),
                     encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def cli(capsys):
-    """cli(*args) runs `r1tune ARGS` in this process (the console script's main()): (exit code, stdout, stderr)."""
-    from r1tune.cli import main
-
-    def run(*args):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run

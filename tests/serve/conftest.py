@@ -102,20 +102,3 @@ def server_url(engine):
 
     with live_server(create_app(engine, ServeConfig())) as url:
         yield url
-
-
-@pytest.fixture
-def cli(capsys):
-    """cli(*args) runs `r1tune ARGS` in this process (the console script's main()): (exit code, stdout, stderr)."""
-    from r1tune.cli import main
-
-    def run(*args):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
