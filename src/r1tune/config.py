@@ -502,16 +502,21 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+def read_yaml(path: str | Path, what: str = "config"):
+    """A YAML file's content ({} when empty); a missing file or bad YAML is one clear R1TuneError."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise R1TuneError(f"{what} file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise R1TuneError(f"{path}: invalid YAML: {e}") from None
+
+
 def load_config(cls: type[Section], path: str | Path | None = None, overrides: dict | None = None):
     """Read YAML (optional), apply overrides, validate. Errors name the key that is wrong."""
     raw: dict = {}
     if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise R1TuneError(f"config file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise R1TuneError(f"{path}: invalid YAML: {e}") from None
+        raw = read_yaml(path)
         if not isinstance(raw, dict):
             raise R1TuneError(f"{path}: a config must be a mapping of sections")
     raw = merge(raw, overrides or {})

@@ -18,10 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from r1tune.config import Section
+from r1tune.config import Section, read_yaml
 from r1tune.errors import R1TuneError
 
 
@@ -87,12 +86,7 @@ class AnnotationSchema(Section):
 def load_schema(path: str | Path) -> AnnotationSchema:
     """Read and validate a schema YAML file; errors name the file and the key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise R1TuneError(f"schema file not found: {path}") from None
-    except yaml.YAMLError as e:
-        raise R1TuneError(f"{path}: invalid YAML: {e}") from None
+    raw = read_yaml(path, "schema")
     if not isinstance(raw, dict):
         raise R1TuneError(f"{path}: a schema is a mapping with entities, relations and/or intents")
     try:

@@ -24,9 +24,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
-from r1tune.config import DialogueSpec, SemiSpec, StructuredSpec, TemplateSpec, load_section
+from r1tune.config import DialogueSpec, SemiSpec, StructuredSpec, TemplateSpec, load_section, read_yaml
 from r1tune.data.clean import parse_number
 from r1tune.data.io import Location, write_jsonl
 from r1tune.data.records import content_hash
@@ -56,12 +54,7 @@ def load_spec(kind: str, spec: str | Path | dict | None):
     where = "spec"
     if not isinstance(spec, dict):
         where = str(spec)
-        try:
-            spec = yaml.safe_load(Path(spec).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise R1TuneError(f"spec file not found: {where}") from None
-        except yaml.YAMLError as e:
-            raise R1TuneError(f"{where}: invalid YAML: {e}") from None
+        spec = read_yaml(spec, "spec")
     if isinstance(spec.get("convert"), dict):
         spec = spec["convert"]
     if isinstance(spec.get(kind), dict):
