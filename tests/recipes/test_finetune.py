@@ -183,3 +183,16 @@ def test_skip_mode_lists_bad_rows(tiny_model_dir, data_file, tmp_path):
     summary = finetune(cfg)
     skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     assert summary["skipped"] == 2 and [s["line"] for s in skipped] == [81, 82]
+
+
+def test_peak_memory_of_a_child_is_not_its_parents_peak(tmp_path):
+    """getrusage's ru_maxrss survives execve: a run started from a big pytest process would report pytest's
+    peak as its own. The recipe's peak is the process image's own, counted from the baseline."""
+    ballast = torch.ones(400 * 2**20 // 4)  # 400 MiB resident in this (parent) process
+    ballast.add_(1)
+    code = ("from r1tune.recipes.finetune import peak_memory, process_memory; import torch; b = process_memory(); "
+            "x = torch.ones(50 * 2**18); x.add_(1); print(peak_memory(b))")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak = int(child.stdout.split()[-1])
+    assert 40 * 2**20 <= peak <= 150 * 2**20, peak
+    del ballast

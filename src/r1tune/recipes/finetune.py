@@ -178,12 +178,31 @@ def provenance(cfg: FinetuneConfig, template: str, data: TrainingData, step: int
 
 
 def process_memory() -> int:
-    """Resident memory now (CPU) or allocated now (GPU), in bytes."""
+    """Resident memory now (CPU) or allocated now (GPU), in bytes. On CPU this also restarts the peak-RSS
+    counter, so that the peak read at the end belongs to what happened after this call."""
     if torch.cuda.is_available():
         return torch.cuda.memory_allocated()
     import psutil
 
+    try:  # "5" resets this process's VmHWM to its current RSS (Linux >= 4.0)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
     return psutil.Process().memory_info().rss
+
+
+def peak_rss() -> int:
+    """This process image's peak RSS in bytes. Not getrusage's ru_maxrss: Linux carries that across execve,
+    so a run started from a big parent (a test runner, a notebook) would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def peak_memory(baseline: int) -> int:
@@ -191,9 +210,7 @@ def peak_memory(baseline: int) -> int:
     just before the model was loaded (Python, libraries and the tokenized data are not training memory)."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated()
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    return peak_rss() - baseline
 
 
 def _kill_if_asked(step: int) -> None:
