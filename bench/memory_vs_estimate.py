@@ -4,7 +4,8 @@
 
 Each measurement is a fresh `r1tune finetune` process (3 steps, micro-batch B, every sample cut to L tokens);
 measured = the run's own `training.peak_memory_bytes` (peak RSS above the process before the model was
-loaded, on CPU). The estimate is `r1tune.train.memory.estimate_memory` at the run's measured answer share.
+loaded, on CPU). The estimate is `r1tune.train.memory.estimate_memory` at the run's measured answer share, base
+dtype (bf16 for the LoRA family on CPUs with native bf16) and micro-batch token cap.
 """
 
 import argparse
@@ -15,11 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 from transformers import AutoConfig
 
 from r1tune.config import MethodConfig
 from r1tune.model.methods import PEFT_METHODS
-from r1tune.train.memory import estimate_memory
+from r1tune.train.memory import estimate_memory, micro_batch_token_cap
 
 SETTINGS = {"tiny": (8, 256), "small": (2, 256)}
 
@@ -48,9 +50,11 @@ def measure(model: Path, method: str, batch: int, length: int, data: Path, work:
 def compare(model: Path, method: str, batch: int, length: int, data: Path, work: Path) -> dict:
     measured = measure(model, method, batch, length, data, work)
     est = estimate_memory(AutoConfig.from_pretrained(model), MethodConfig(name=method), batch, length,
-                          target_fraction=measured["target_fraction"])
+                          getattr(torch, measured["base_dtype"]), target_fraction=measured["target_fraction"],
+                          max_micro_batch_tokens=micro_batch_token_cap(None))
     return {"model": model.name, "method": method, "batch": batch, "length": length, "estimate_bytes": est.total,
-            "measured_bytes": measured["peak_memory_bytes"], "ratio": est.total / measured["peak_memory_bytes"]}
+            "measured_bytes": measured["peak_memory_bytes"], "dtype": measured["base_dtype"],
+            "ratio": est.total / measured["peak_memory_bytes"]}
 
 
 def main() -> None:
@@ -72,8 +76,8 @@ def main() -> None:
             for method in args.methods:
                 row = compare(model, method, batch, length, data, work)
                 rows.append(row)
-                print(f"{size:6s} {method:8s} estimate {row['estimate_bytes'] / 2**20:8.1f} MiB  measured "
-                      f"{row['measured_bytes'] / 2**20:8.1f} MiB  ratio {row['ratio']:.2f}", flush=True)
+                print(f"{size:6s} {method:8s} {row['dtype']:8s} estimate {row['estimate_bytes'] / 2**20:8.1f} MiB"
+                      f"  measured {row['measured_bytes'] / 2**20:8.1f} MiB  ratio {row['ratio']:.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

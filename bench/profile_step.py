@@ -10,10 +10,11 @@ Per config it prints real tokens/s, the split of one step into decoder forward /
 decoder backward, the peak RSS growth over the step, and the first batch's loss (same weights, same batch: a
 precision change shows up here as a loss difference).
 
-Configs (none edits src/: the alternatives are monkeypatches of `r1tune.train.loss`):
-  fp32             the recipe as it is: fp32 weights, chunked target-only head loss with checkpoint-recompute
-  fp32_fused       fp32, head loss fused: per chunk, logits → loss and d(loss)/d(hidden) in the forward pass, the
-                   chunk's logits freed at once; backward only scales the stored (n, d) gradient. No recompute of
+Configs (`fused` is `r1tune.train.loss.head_loss(fused=…)`; the recipe fuses whenever the head is frozen):
+  fp32             fp32 weights, chunked target-only head loss with checkpoint-recompute (a trained head's path)
+  fp32_fused       fp32, head loss fused (the recipe's path for a frozen head): per chunk, logits → loss and
+                   d(loss)/d(hidden) in the forward pass, the chunk's logits freed at once; backward only scales
+                   the stored (n, d) gradient. No recompute of
                    the 151,936-row head (the recipe's checkpoint path runs the head matmul 3× per chunk, this 2×)
   autocast_bf16    fp32 weights under torch.autocast(cpu, bf16) — what `train.mixed_precision=bf16` does
   autocast_bf16_fused  autocast_bf16 + the fused head loss (head matmuls in bf16, the head weight cast once a step)
@@ -32,7 +33,6 @@ import time
 from contextlib import nullcontext
 
 import torch
-from patches import ORIGINAL_HEAD_LOSS, fused_head_loss
 
 from r1tune.train import loss as loss_mod
 from r1tune.train.memory import return_freed_memory_to_os
@@ -75,7 +75,6 @@ def build(cfg_name, model_dir):
 def timed_step(model, batch, cfg_name, opt):
     """One optimizer step; returns (loss, n_targets, seconds of decoder fwd, head loss fwd+bwd, decoder bwd, total)."""
     fused = cfg_name.endswith("_fused")
-    loss_mod.head_loss = fused_head_loss if fused else ORIGINAL_HEAD_LOSS
     ac = torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in cfg_name else nullcontext()
     _, head = loss_mod.decoder_and_head(model)
     t0 = time.perf_counter()
@@ -87,7 +86,7 @@ def timed_step(model, batch, cfg_name, opt):
         tg = targets[keep]
         h = hidden[:, :-1][keep]
         h_leaf = h.detach().requires_grad_(True)  # split the graph to time the head separately
-        loss, correct = loss_mod.head_loss(head, h_leaf, tg)
+        loss, correct = loss_mod.head_loss(head, h_leaf, tg, fused=fused)
         (loss / tg.numel()).backward()
     t2 = time.perf_counter()
     h.backward(h_leaf.grad)
@@ -96,7 +95,6 @@ def timed_step(model, batch, cfg_name, opt):
     opt.step()
     opt.zero_grad(set_to_none=True)
     t4 = time.perf_counter()
-    loss_mod.head_loss = ORIGINAL_HEAD_LOSS
     return float(loss) / tg.numel(), tg.numel(), t1 - t0, t2 - t1, t3 - t2, t4 - t0
 
 

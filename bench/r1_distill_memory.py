@@ -40,7 +40,8 @@ def main() -> None:
             m = MethodConfig(name=method, lora_r=16, lora_alpha=32, trainable_layers=cfg.num_hidden_layers // 4)
             est = estimate_memory(cfg, m, args.batch, args.seq, torch.bfloat16, gradient_checkpointing=True,
                                   flash_attention=True)  # GPU runs use flash attention
-            print(f"| {name} | {method} | {est.weights / GIB:.1f} GiB | {(est.gradients + est.optimizer) / GIB:.1f} GiB "
+            states = (est.gradients + est.optimizer) / GIB
+            print(f"| {name} | {method} | {est.weights / GIB:.1f} GiB | {states:.1f} GiB "
                   f"| {est.activations / GIB:.1f} GiB | {est.total / GIB:.1f} GiB |", flush=True)
 
 

@@ -18,11 +18,11 @@ poller is the cross-check). Same for all variants:
   max length 1024, seed 42, 2 torch threads, `--steps` optimizer steps of `--batch` samples (TRL packing: rows of
   up to 1024 tokens, `--pack-batch` rows a step, which is about the same real tokens per step).
 
-Variants: trl_nopack, trl_pack, hf_trainer (the peer's bench_trl.py; `_bf16` suffix = its --bf16 autocast),
-r1tune (fp32), r1tune_bf16 (`train.mixed_precision=bf16`: autocast on fp32 weights), r1tune_bf16w (frozen base
-stored in bf16 — `model.dtype=bfloat16` — plus autocast), and `_fused` / `_mb` / `_fused_mb` forms of the r1tune
-ones, which run the recipe with bench/patches.py applied: the fused LM-head loss, and micro-batches of at most
-2,048 padded tokens (measured proposals for the recipe, not what it does today).
+Variants: trl_nopack, trl_pack, hf_trainer (the peer's bench_trl.py; `_bf16` suffix = its --bf16 autocast);
+r1tune = the recipe's defaults (on a CPU with native bf16: frozen base stored in bf16 + bf16 autocast, adapters and
+AdamW fp32; fused frozen-head loss; micro-batches run in pieces of at most 2,048 padded tokens), r1tune_fp32 (the
+same in fp32: `model.dtype=float32`, `train.mixed_precision=no`), r1tune_bf16 (fp32 weights under bf16 autocast),
+r1tune_fp32_nocap (fp32 and `train.max_micro_batch_tokens=0`: what the token cap buys in memory).
 
 Metrics, computed the same way for every variant:
   real tokens/s   non-padding tokens of steps 2..N / time of steps 2..N (step 1 carries one-off warm-up). The peer
@@ -65,12 +65,13 @@ PEER_VENV = ROOT / ".venv-peer"
 PEER_TORCH = "torch==2.13.0"
 PEER_PACKAGES = ["trl==1.16.0", "transformers==5.24.0", "peft==0.21.2", "datasets==5.2.0", "accelerate==1.15.0"]
 PEER_VARIANTS = ("trl_nopack", "trl_pack", "hf_trainer")
-R1_VARIANTS = tuple(b + f + m for b in ("r1tune", "r1tune_bf16", "r1tune_bf16w") for f in ("", "_fused")
-                    for m in ("", "_mb"))
+# r1tune: the recipe's defaults (on a CPU with native bf16: frozen base in bf16 + autocast; fused frozen-head
+# loss; micro-batches cut into pieces of at most 2,048 padded tokens). The others pin one setting for comparison.
+R1_VARIANTS = ("r1tune", "r1tune_fp32", "r1tune_bf16", "r1tune_fp32_nocap")
 ALL_VARIANTS = PEER_VARIANTS + tuple(v + "_bf16" for v in PEER_VARIANTS) + R1_VARIANTS
 # hf_trainer is left out of the defaults: it peaks near 20 GB (logits of padded batches), which on a shared 24 GB
 # machine starves everything else; name it in --variants to run it
-DEFAULT_VARIANTS = ["trl_nopack", "trl_pack", "r1tune", "r1tune_bf16", "r1tune_bf16w_fused_mb"]
+DEFAULT_VARIANTS = ["trl_nopack", "trl_pack", "trl_pack_bf16", "r1tune_fp32", "r1tune"]
 LABELS = {"trl_nopack": "TRL SFTTrainer + PEFT, no packing", "trl_pack": "TRL SFTTrainer + PEFT, packing",
           "hf_trainer": "transformers Trainer + PEFT", "r1tune": "r1tune finetune (lora)"}
 ENV = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -349,28 +350,27 @@ def run_peer(peer_py: Path, variant: str, rnd: int, args, model: Path, data: Pat
 
 def run_r1tune(variant: str, rnd: int, args, model: Path, data: Path, run_dir: Path, plan: list[dict],
                terms: dict) -> dict:
-    patches = [p for p in ("fused", "mb") if f"_{p}" in variant]
-    base = variant.replace("_fused", "").replace("_mb", "")
     out = run_dir / f"{variant}_r{rnd}"
     shutil.rmtree(out, ignore_errors=True)
     warmup = max(1, math.ceil(0.1 * args.steps))  # transformers: warmup_steps=0.1 → ceil(10% of the steps)
     sets = {"method.lora_r": 16, "method.lora_alpha": 32, "method.lora_dropout": 0.0,
             "method.target_modules": "all-linear", "train.weight_decay": 0.01, "train.warmup_steps": warmup,
             "train.threads": 2, "data.val_split": 0.0, "train.save_every": 10**6, "train.max_grad_norm": 1.0,
-            "train.grad_accum": 1, "data.reasoning": "keep", "model.dtype": "float32"}  # precision auto: fp32 on CPU
-    if base in ("r1tune_bf16", "r1tune_bf16w"):
-        sets["train.mixed_precision"] = "bf16"
-    if base == "r1tune_bf16w":
-        sets["model.dtype"] = "bfloat16"
-    prog = ([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "bench" / "r1tune_patched.py"), ",".join(patches)]
-            if patches else [str(ROOT / ".venv" / "bin" / "r1tune")])
-    cmd = prog + ["finetune", "--model", str(model), "--data", str(data), "--out", str(out), "--method", "lora",
-                  "--max-steps", str(args.steps), "--batch-size", str(args.batch), "--max-length",
-                  str(args.max_length), "--seed", "42", "--lr", "2e-4"]
+            "train.grad_accum": 1, "data.reasoning": "keep"}
+    if variant != "r1tune":
+        sets["model.dtype"] = "float32"
+        sets["train.mixed_precision"] = "bf16" if variant == "r1tune_bf16" else "no"
+    if variant == "r1tune_fp32_nocap":
+        sets["train.max_micro_batch_tokens"] = 0
+    cmd = [str(ROOT / ".venv" / "bin" / "r1tune"), "finetune", "--model", str(model), "--data", str(data), "--out",
+           str(out), "--method", "lora", "--max-steps", str(args.steps), "--batch-size", str(args.batch),
+           "--max-length", str(args.max_length), "--seed", "42", "--lr", "2e-4"]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     m = run_measured(cmd, run_dir / f"log_{variant}_r{rnd}.txt", watch=out / "metrics.jsonl")
-    dtype = "bfloat16" if base in ("r1tune_bf16", "r1tune_bf16w") else "float32"
+    final = out / "final" / "provenance.json"
+    precision = json.loads(final.read_text())["training"]["mixed_precision"] if final.exists() else "no"
+    dtype = "bfloat16" if precision == "bf16" else "float32"
     res = {"variant": variant, "round": rnd, "rc": m["rc"], "wall_s": m["wall_s"], "peak_rss_mb": m["peak_rss_mb"],
            "polled_hwm_mb": m["polled_hwm_mb"], "cpu_s": m["cpu_s"], "compute_dtype": dtype}
     metrics = out / "metrics.jsonl"

@@ -21,3 +21,10 @@ def test_finetune_configs_validate(path):
     if first.startswith("# r1tune finetune"):
         cfg = load_config(FinetuneConfig, path)
         assert cfg.model.name_or_path and cfg.data.train
+
+
+def test_a_bare_no_from_the_command_line_means_no_mixed_precision():
+    from r1tune.config import merge, parse_overrides
+
+    cfg = FinetuneConfig.model_validate(merge({}, parse_overrides(["train.mixed_precision=no"])))
+    assert cfg.train.mixed_precision == "no"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from r1tune.errors import R1TuneError
 
@@ -35,9 +35,11 @@ class ModelConfig(Section):
 
 
 class DataConfig(Section):
-    train: str = Field("", description="Training data: .jsonl/.json/.csv/.parquet in alpaca, ShareGPT or messages form.")
+    train: str = Field(
+        "", description="Training data: .jsonl/.json/.csv/.parquet in alpaca, ShareGPT or messages form.")
     validation: str | None = Field(None, description="Validation data; when unset, `val_split` of train is held out.")
-    val_split: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out for validation if no file is given.")
+    val_split: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of train held out for validation if no file is given.")
     format: Literal["auto", "alpaca", "sharegpt", "messages"] = Field("auto", description="Record format.")
     reasoning: Literal["keep", "drop", "empty"] = Field(
         "keep",
@@ -54,7 +56,8 @@ class MethodConfig(Section):
         "lora", description="How the model is wrapped for training; one recipe runs them all.")
     lora_r: int = Field(8, gt=0, description="LoRA / DoRA / QLoRA rank.")
     lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Adapter dropout (LoRA family); 0.3 fights over-fitting.")
+    lora_dropout: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Adapter dropout (LoRA family); 0.3 fights over-fitting.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Modules LoRA / IA3 adapt; all-linear = every linear layer but the LM head.")
     layers: str | None = Field(
@@ -81,6 +84,9 @@ class TrainConfig(Section):
     memory_budget: str | None = Field(None, description="auto_batch_size: memory to fit in, e.g. 24GiB (default: "
                                       "90% of the GPU, or of the RAM available now).")
     grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    max_micro_batch_tokens: int | None = Field(
+        None, ge=0, description="Run each micro-batch in length-sorted pieces of at most this many padded tokens "
+        "(same gradient, activation memory bounded by the cap). None: 2048 on CPU, no cap on GPU; 0: no cap.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to norms and biases).")
     warmup_steps: int = Field(500, ge=0, description="Linear warmup steps, capped at 10% of a short run.")
@@ -99,6 +105,11 @@ class TrainConfig(Section):
     early_stopping_rising: int = Field(
         10, gt=0, description="Stop when eval loss rose in this many consecutive evaluations.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value):
+        return "no" if value is False else value  # YAML reads a bare `no` as false
 
 
 class FinetuneConfig(Section):

@@ -166,9 +166,9 @@ def test_prefix_with_gradient_checkpointing_is_a_clear_error(tiny_model_dir):
 
 
 def test_layerwise_lr_decay_and_dropout_settings(tiny_model_dir, data_file, tmp_path):
-    from r1tune.train.optim import param_groups
-
     from transformers import AutoModelForCausalLM
+
+    from r1tune.train.optim import param_groups
 
     model = apply_method(AutoModelForCausalLM.from_pretrained(tiny_model_dir), MethodConfig(name="full"))
     groups = param_groups(model, lr=1.0, weight_decay=0.01, n_layers=2, layerwise_lr_decay=0.5)

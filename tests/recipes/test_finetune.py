@@ -196,3 +196,36 @@ def test_peak_memory_of_a_child_is_not_its_parents_peak(tmp_path):
     peak = int(child.stdout.split()[-1])
     assert 40 * 2**20 <= peak <= 150 * 2**20, peak
     del ballast
+
+
+def test_token_capped_pieces_give_the_same_training(tiny_model_dir, data_file, tmp_path):
+    """Splitting each micro-batch into pieces of at most N padded tokens changes memory, not the result."""
+    fp32 = {"max_steps": 4, "eval_every": 100, "save_every": 100, "mixed_precision": "no",
+            "method": {"name": "lora", "lora_dropout": 0.0}}  # dropout masks would follow the split
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    finetune(config(tiny_model_dir, data_file, whole, max_micro_batch_tokens=0, **fp32))
+    finetune(config(tiny_model_dir, data_file, split, max_micro_batch_tokens=100, **fp32))
+    a = load_file(whole / "final" / "adapter_model.safetensors")
+    b = load_file(split / "final" / "adapter_model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+    torch.testing.assert_close(train_losses(whole), train_losses(split), rtol=1e-5, atol=1e-6)
+
+
+def test_precision_auto_uses_bf16_base_on_cpus_with_native_bf16(tiny_model_dir, data_file, tmp_path, monkeypatch):
+    lora = FinetuneConfig(method={"name": "lora"})
+    monkeypatch.setattr(recipe, "cpu_has_native_bf16", lambda: False)
+    assert recipe.resolve_precision(lora) == ("auto", "no")
+    monkeypatch.setattr(recipe, "cpu_has_native_bf16", lambda: True)
+    assert recipe.resolve_precision(lora) == ("bfloat16", "bf16")
+    assert recipe.resolve_precision(FinetuneConfig(method={"name": "full"})) == ("auto", "no")  # trained weights
+    assert recipe.resolve_precision(FinetuneConfig(method={"name": "qlora"})) == ("auto", "no")  # 4-bit base
+    explicit = FinetuneConfig(method={"name": "lora"}, train={"mixed_precision": "no"})
+    assert recipe.resolve_precision(explicit) == ("auto", "no")
+
+    out = tmp_path / "bf16"
+    summary = finetune(config(tiny_model_dir, data_file, out, max_steps=8, eval_every=100, save_every=100))
+    assert (summary["training"]["base_dtype"], summary["training"]["mixed_precision"]) == ("bfloat16", "bf16")
+    adapter = load_file(out / "final" / "adapter_model.safetensors")
+    assert all(v.dtype == torch.float32 for v in adapter.values())  # adapters and AdamW stay fp32
+    losses = train_losses(out)
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.3, losses

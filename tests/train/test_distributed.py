@@ -25,7 +25,7 @@ def data_file(tmp_path_factory):
 def run(model, data, out, *extra, env=None):
     args = ["finetune", "--model", str(model), "--data", str(data), "--out", str(out), "--max-steps", "6",
             "--lr", "5e-3", "--save-every", "3", "--eval-every", "2", "--set", "data.val_split=0.25",
-            "--set", "train.threads=1", *extra]
+            "--set", "train.threads=1", "--set", "train.mixed_precision=no", *extra]  # fp32: exact equivalence
     return subprocess.run([sys.executable, "-m", "r1tune", *args], capture_output=True, text=True, timeout=600,
                           env={**os.environ, **(env or {})})
 

@@ -26,6 +26,24 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch
     return [batches[i] for i in perm]
 
 
+def token_capped_pieces(samples: list, max_tokens: int | None) -> list[list]:
+    """Split a micro-batch into pieces of at most `max_tokens` padded tokens (rows × longest row), longest rows
+    first, keeping each piece's rows of similar length. A row longer than the cap is a piece of its own.
+
+    The recipe runs forward and backward piece by piece: the gradient is the same sum over the same target
+    tokens, but only one piece's activations are alive, so peak memory follows `max_tokens`, not the longest
+    batch the data happens to produce."""
+    if not max_tokens or len(samples) * max(len(s.input_ids) for s in samples) <= max_tokens:
+        return [list(samples)]
+    pieces, piece = [], []
+    for s in sorted(samples, key=lambda s: -len(s.input_ids)):
+        if piece and (len(piece) + 1) * len(piece[0].input_ids) > max_tokens:  # piece[0] is its widest row
+            pieces.append(piece)
+            piece = []
+        piece.append(s)
+    return pieces + [piece]
+
+
 def collate(samples: list, pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad to the longest sample; labels of padding are IGNORE by position (pad == eos in R1)."""
     width = max(len(s.input_ids) for s in samples)

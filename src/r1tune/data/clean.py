@@ -38,6 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 import yaml
@@ -69,7 +70,7 @@ _TAG = re.compile(
 
 def strip_html(text: str) -> str:
     """Known HTML tags and entities only: `a < b`, `x<y>` and `<思考>` are not HTML and stay."""
-    if not _HTML_HINT.search(text):
+    if ("<" not in text and "&" not in text) or not _HTML_HINT.search(text):  # `in` is far cheaper than the regex
         return text
     text = _COMMENT.sub("", _SCRIPT.sub("", text))
     text = _SUP.sub(r"^\1", text)
@@ -85,9 +86,14 @@ def strip_html(text: str) -> str:
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _LINE_SEP = re.compile("\r\n?|[\u2028\u2029\x85]")
+# One scan for "anything to do": a control character or a line break other than LF (\x85 is in both).
+_CONTROL_OR_LINE_SEP = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+                                  "\u2028\u2029]")
 
 
 def remove_control(text: str) -> str:
+    if _CONTROL_OR_LINE_SEP.search(text) is None:  # the usual case: one scan instead of two substitutions
+        return text
     if "\r" in text or not text.isascii():
         text = _LINE_SEP.sub("\n", text)
     return _CONTROL.sub("", text)
@@ -123,6 +129,8 @@ def nfkc(text: str) -> str:
     if text.isascii():
         return text
     protected = _protected_pattern()
+    if protected.search(text) is None:  # nothing to keep: plain NFKC (is_normalized is a quick check)
+        return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
     has_han = HAN.search(text) is not None
     # Fast path: most Chinese text differs from its NFKC form only in the punctuation we keep.
     if (has_han or not _CJK_PUNCT_RE.search(text)) and unicodedata.is_normalized("NFKC", protected.sub("", text)):
@@ -153,9 +161,11 @@ def fullwidth_to_halfwidth(text: str) -> str:
 
 # ---------------------------------------------------------------- symbol noise
 
-_NOISE = re.compile(
-    "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2500-\u25FF\uE000-\uF8FF\U000F0000-\U0010FFFD"
-    "\uFFFD\uFE00-\uFE0F\u20E3\U000E0000-\U000E007F]+")
+_NOISE_CHAR = ("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2500-\u25FF\uE000-\uF8FF\U000F0000-\U0010FFFD"
+               "\uFFFD\uFE00-\uFE0F\u20E3\U000E0000-\U000E007F]")
+# A run of noise; written X X* rather than X+ because only a pattern that starts with a character class
+# lets the regex engine skip ahead to candidate characters (X+ makes it try a match at every position).
+_NOISE = re.compile(f"{_NOISE_CHAR}{_NOISE_CHAR}*")
 _REPEATED_PUNCT = re.compile(r"([!?！？。，,~～=*#·\-_.…])\1{3,}")
 
 
@@ -258,6 +268,11 @@ def parse_number(value) -> float | None:
         return float(value)
     if not isinstance(value, str):
         return None
+    return _parse_number_text(value)
+
+
+@lru_cache(maxsize=4096)  # the quality check parses every short field: labels and short answers repeat
+def _parse_number_text(value: str) -> float | None:
     text = unicodedata.normalize("NFKC", value).strip().replace(",", "")
     negative = text.startswith("(") and text.endswith(")")
     if negative:
@@ -283,18 +298,22 @@ def parse_number(value) -> float | None:
 
 # ---------------------------------------------------------------- whitespace
 
-_SPACES = re.compile(r"[ \t\u3000\xa0]{2,}|[\t\u3000\xa0]")
+# Runs of two or more blanks, or a single tab / ideographic space / NBSP. Written as one character class
+# followed by the rest (not as an alternation) so the regex engine can skip to candidate characters.
+_SPACES = re.compile(r"[ \t\u3000\xa0](?:[ \t\u3000\xa0]+|(?<=[\t\u3000\xa0]))")
 _AROUND_NEWLINE = re.compile(r" *\n *")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff，。、；：！？）」』】》]) +(?=[\u4e00-\u9fff，。、；：！？（「『【《])")
 
 
-_SPACE_AT_CJK_PUNCT = re.compile(r" +(?=[，。、；：！？）」』】》])|(?<=[（「『【《，。、；：！？]) +")
+# Spaces before a closing or after an opening Chinese punctuation mark: a run of spaces, removed whole,
+# when the mark after it closes or the mark before it opens. Starts with a literal space (fast scan).
+_SPACE_AT_CJK_PUNCT = re.compile(r" (?: *(?=[，。、；：！？）」』】》])|(?<=[（「『【《，。、；：！？] ) *)")
 
 
 def normalize_whitespace(text: str) -> str:
     text = _SPACES.sub(" ", text)
-    if not text.isascii():  # Chinese punctuation carries its own spacing: "8.3% ，" → "8.3%，"
+    if " " in text and not text.isascii():  # Chinese punctuation carries its own spacing: "8.3% ，" → "8.3%，"
         text = _SPACE_AT_CJK_PUNCT.sub("", text)
     if "\n" in text:
         text = _BLANK_LINES.sub("\n\n", _AROUND_NEWLINE.sub("\n", text))
@@ -321,14 +340,28 @@ def repetition_ratio(text: str, n: int = 5) -> float:
     text = "".join(text.split())
     if len(text) < 4 * n:
         return 0.0
-    # Sampled every `step` positions, at most ~64 n-grams (the cost stays bounded): a looped phrase
-    # still repeats at the sampled positions, natural prose still does not.
-    step = 1 + len(text) // 64
-    positions = range(0, len(text) - n + 1, step)
-    return 1 - len({text[i:i + n] for i in positions}) / len(positions)
+    count, take_ngrams = _sampled_ngrams(len(text), n)
+    return 1 - len(set(take_ngrams(text))) / count
+
+
+@lru_cache(maxsize=1024)
+def _sampled_ngrams(length: int, n: int) -> tuple[int, itemgetter]:
+    """How many n-grams `repetition_ratio` compares for a text of this length, and a getter that cuts
+    them all in one C call. Sampled every `step` positions, at most ~64 n-grams (the cost stays bounded):
+    a looped phrase still repeats at the sampled positions, natural prose still does not."""
+    starts = range(0, length - n + 1, 1 + length // 64)
+    if len(starts) == 1:  # itemgetter with one item returns the item, not a tuple
+        return 1, lambda text, s=slice(0, n): (text[s],)
+    return len(starts), itemgetter(*(slice(i, i + n) for i in starts))
 
 
 # ---------------------------------------------------------------- plan and records
+
+# Short texts repeat across a dataset (instructions, system prompts, short answers): the rules' result for
+# them is remembered. Bounded, so memory stays constant: the cache is emptied when full.
+CACHED_TEXT_CHARS = 256
+CACHED_TEXTS = 4096
+
 
 @dataclass
 class CleanPlan:
@@ -337,6 +370,8 @@ class CleanPlan:
     config: CleanConfig
     steps: list[tuple[str, object]] = field(default_factory=list)
     pii_patterns: dict = field(default_factory=dict)
+    # text → (cleaned text, names of the rules that changed it), for short texts; see `apply_rules`
+    cache: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 def compile_user_rules(rules: list) -> list[tuple[str, re.Pattern, str]]:
@@ -375,9 +410,7 @@ def clean_text(text: str, rules: list[str] | None = None, plan: CleanPlan | None
             extra = [r for r in rules if r not in cfg.rules]
             cfg = CleanConfig(rules=[*cfg.rules[:-1], *extra, cfg.rules[-1]])  # whitespace stays last
         plan = build_plan(cfg)
-    for _, fn in plan.steps:
-        text = fn(text)
-    return text
+    return apply_rules(text, plan)[0]
 
 
 @dataclass
@@ -393,39 +426,58 @@ def fields_of(slots) -> set[str]:
     return {path[0] for path, _ in slots}
 
 
+def apply_rules(text: str, plan: CleanPlan) -> tuple[str, tuple[str, ...]]:
+    """The text after every rule of the plan, and the names of the rules that changed it, in order."""
+    cached = plan.cache.get(text)
+    if cached is not None:
+        return cached
+    new, applied = text, []
+    for name, fn in plan.steps:
+        result = fn(new)
+        if result is not new and result != new:
+            applied.append(name)
+            new = result
+    answer = (new, tuple(applied))
+    if len(text) <= CACHED_TEXT_CHARS:  # rules are pure functions of the text: safe to remember
+        if len(plan.cache) >= CACHED_TEXTS:
+            plan.cache.clear()
+        plan.cache[text] = answer
+    return answer
+
+
 def clean_record(record: dict, plan: CleanPlan) -> Cleaned:
     cfg = plan.config
     fields = cfg.fields or None
     skip = frozenset(cfg.skip_fields)
     changes: dict[str, list[str]] = {}
     slots = list(text_slots(record, fields, skip))
+    paths = [path for path, _ in slots]
+    texts = []  # the current text of each slot, kept here so it need not be looked up in the record again
     for path, text in slots:
-        applied = []
-        for name, fn in plan.steps:
-            new = fn(text)
-            if new is not text and new != text:
-                applied.append(name)
-                text = new
+        new, applied = apply_rules(text, plan)
         if applied:
-            set_path(record, path, text)
-            changes[path_str(path)] = applied
+            set_path(record, path, new)
+            changes[path_str(path)] = list(applied)
+        texts.append(new)
 
     pii_counts: Counter = Counter()
     if cfg.pii.enabled:
         pii = cfg.pii
         names = [str(record[f]).strip() for f in pii.name_fields
                  if isinstance(record.get(f), str) and record[f].strip()]
-        paths = [p for p, _ in slots] + [(f,) for f in pii.name_fields
-                                         if isinstance(record.get(f), str) and f not in fields_of(slots)]
+        name_paths = [(f,) for f in pii.name_fields if isinstance(record.get(f), str) and f not in fields_of(slots)]
         masker = None  # made on the first find: most records have no personal data
-        for path in paths:
-            text = get_path(record, path)
+        for i, path in enumerate(paths + name_paths):
+            text = texts[i] if i < len(texts) else get_path(record, path)
             matches = find_pii(text, pii.kinds, plan.pii_patterns, names)
             if not matches:
                 continue
             masker = masker or Masker(pii.kinds, plan.pii_patterns, names)
             if pii.action == "mask":
-                set_path(record, path, masker.mask(text, matches))
+                masked = masker.mask(text, matches)
+                set_path(record, path, masked)
+                if i < len(texts):
+                    texts[i] = masked
                 changes.setdefault(path_str(path), []).append("pii")
             else:
                 masker.counts.update(m.kind for m in matches)
@@ -435,24 +487,24 @@ def clean_record(record: dict, plan: CleanPlan) -> Cleaned:
             found = ", ".join(f"{k} {v}" for k, v in sorted(pii_counts.items()))
             return Cleaned(None, changes, "pii", f"personal data found: {found}", pii_counts)
 
-    judged = [p for p, _ in slots if cfg.filter_fields is None or p[0] in cfg.filter_fields]
-    texts = [get_path(record, p) for p in judged]
-    total = sum(len(t) for t in texts)
+    if cfg.filter_fields is not None:
+        judged = [(path, text) for path, text in zip(paths, texts) if path[0] in cfg.filter_fields]
+        paths, texts = [path for path, _ in judged], [text for _, text in judged]
+    total = sum(map(len, texts))
     if total == 0 or not any(t.strip() for t in texts):
         return Cleaned(None, changes, "empty", "no text left after cleaning", pii_counts)
     if total < cfg.min_chars:
         return Cleaned(None, changes, "too_short", f"{total} characters, minimum is {cfg.min_chars}", pii_counts)
     if cfg.max_chars is not None and total > cfg.max_chars:
         return Cleaned(None, changes, "too_long", f"{total} characters, maximum is {cfg.max_chars}", pii_counts)
-    joined = "\n".join(texts)
     if cfg.languages:
-        lang = detect_language(joined)
+        lang = detect_language("\n".join(texts))
         if lang["lang"] not in cfg.languages:
             return Cleaned(None, changes, "language",
                            f"language {lang['lang']} (zh share {lang['zh_ratio']}) not in {cfg.languages}", pii_counts)
     if cfg.max_repetition is not None and cfg.max_repetition < 1:
-        for path in judged:
-            ratio = repetition_ratio(get_path(record, path))
+        for path, text in zip(paths, texts):
+            ratio = repetition_ratio(text)
             if ratio > cfg.max_repetition:
                 return Cleaned(None, changes, "repetition",
                                f"{path_str(path)}: {ratio:.2f} of its 5-grams repeat (maximum {cfg.max_repetition})",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,15 @@ def normalize_for_hash(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+# Short texts repeat across records (instructions, labels, short answers): remember their normal form.
+_normalize_short_for_hash = lru_cache(maxsize=4096)(normalize_for_hash)
+# json.dumps(..., ensure_ascii=False, sort_keys=True) builds a new encoder per call; this one gives the same text
+_encode_sorted_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
 def _normalized(value):
     if isinstance(value, str):
-        return normalize_for_hash(value)
+        return _normalize_short_for_hash(value) if len(value) <= 256 else normalize_for_hash(value)
     if isinstance(value, dict):
         return {k: _normalized(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -60,7 +67,7 @@ def _normalized(value):
 def exact_key(record: dict, fields: list[str] | None = None) -> int:
     """Hash of the record's content with every text NFKC-normalised, case-folded and whitespace-collapsed."""
     content = content_of(record) if fields is None else {k: record.get(k) for k in fields}
-    return content_hash(json.dumps(_normalized(content), ensure_ascii=False, sort_keys=True))
+    return content_hash(_encode_sorted_json(_normalized(content)))
 
 
 def record_text(record: dict, fields: list[str] | None = None) -> str:
@@ -195,7 +202,8 @@ def dedupe_file(in_path: str | Path, out_path: str | Path, config: DedupeConfig 
                     log.dropped(source, "exact_duplicate", f"same content as {first_source}", duplicate_of=first_source)
                     continue
                 exact_seen.put(key, (sources.pack(source),))
-                text = record_text(record, cfg.fields)
+                # the text is only compared by the near and semantic steps: not built for exact-only runs
+                text = record_text(record, cfg.fields) if near is not None or semantic is not None else ""
                 if near is not None:
                     minhash = near.signature(text)
                     lkey = label_key(record)

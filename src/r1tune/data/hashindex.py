@@ -6,15 +6,15 @@
 
 The exact-dedupe and conflicting-label indexes must remember every distinct record of a 2 GB file. A
 Python dict of tuples costs about 200 bytes per record (over a gigabyte for 6 million records); this
-open-addressing table in numpy arrays costs 8 × (1 + columns) bytes per slot at a load of at most 2/3,
-so memory stays a small fraction of the file and never holds its text.
+open-addressing table in flat `array('Q')` buffers costs 8 × (1 + columns) bytes per slot at a load of at most
+2/3, so memory stays a small fraction of the file and never holds its text. (`array` rather than numpy: reading
+or writing one element of an array is a plain Python int operation, several times cheaper than a numpy scalar,
+and this table is touched once or twice per record.)
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-EMPTY = np.uint64(0)
+from array import array
 
 
 class HashIndex:
@@ -26,8 +26,8 @@ class HashIndex:
         self._alloc(capacity)
 
     def _alloc(self, capacity: int) -> None:
-        self._keys = np.zeros(capacity, dtype=np.uint64)
-        self._values = np.zeros((capacity, self.columns), dtype=np.uint64)
+        self._keys = array("Q", [0]) * capacity  # 0 marks an empty slot
+        self._values = array("Q", [0]) * (capacity * self.columns)  # row-major: slot i at [i*columns, (i+1)*columns)
         self._mask = capacity - 1
 
     def __len__(self) -> int:
@@ -41,7 +41,7 @@ class HashIndex:
         keys, mask = self._keys, self._mask
         slot = (key ^ (key >> 29)) & mask
         while True:
-            current = int(keys[slot])
+            current = keys[slot]
             if current == 0 or current == key:
                 return slot
             slot = (slot + 1) & mask
@@ -49,31 +49,33 @@ class HashIndex:
     def get(self, key: int) -> tuple[int, ...] | None:
         key = self._key(key)
         slot = self._slot(key)
-        if int(self._keys[slot]) != key:
+        if self._keys[slot] != key:
             return None
-        return tuple(int(v) for v in self._values[slot])
+        start = slot * self.columns
+        return tuple(self._values[start:start + self.columns])
 
     def put(self, key: int, values: tuple[int, ...]) -> None:
         key = self._key(key)
         slot = self._slot(key)
-        if int(self._keys[slot]) == 0:
+        if self._keys[slot] == 0:
             self._size += 1
             self._keys[slot] = key
-        self._values[slot] = values
+        start = slot * self.columns
+        self._values[start:start + self.columns] = array("Q", values)
         if self._size * 3 > len(self._keys) * 2:
             self._grow()
 
     def _grow(self) -> None:
-        keys, values = self._keys, self._values
-        used = keys != EMPTY
+        keys, values, columns = self._keys, self._values, self.columns
         self._alloc(len(keys) * 2)
-        for key, row in zip(keys[used].tolist(), values[used]):
-            slot = self._slot(key)
-            self._keys[slot] = key
-            self._values[slot] = row
+        for old_slot, key in enumerate(keys):
+            if key:
+                start, old_start = self._slot(key) * columns, old_slot * columns
+                self._values[start:start + columns] = values[old_start:old_start + columns]
+                self._keys[start // columns] = key
 
     def nbytes(self) -> int:
-        return self._keys.nbytes + self._values.nbytes
+        return self._keys.itemsize * len(self._keys) + self._values.itemsize * len(self._values)
 
 
 class SourceTable:

@@ -23,15 +23,26 @@ from datetime import date
 KINDS = ("id_card", "phone", "bank_card", "email")
 PLACEHOLDER = {"id_card": "ID", "phone": "PHONE", "bank_card": "CARD", "email": "EMAIL", "name": "NAME"}
 
-ID_CARD = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+# The patterns start with the match's first character and check what precedes it with a look-behind that
+# spans that character too ("[1-9](?<![0-9A-Za-z][1-9])" = "(?<![0-9A-Za-z])[1-9]"): a pattern that starts with
+# a character class lets the regex engine skip straight to candidates instead of trying every position.
+ID_CARD = re.compile(r"[1-9](?<![0-9A-Za-z][1-9])\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
                      r"\d{3}[0-9Xx](?![0-9A-Za-z])")
-BANK_CARD = re.compile(r"(?<![\d.,])(?:\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{13,19})(?![\d]|[.,]\d)")
+BANK_CARD = re.compile(r"\d(?<![\d.,]\d)(?:\d{3}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{12,18})(?![\d]|[.,]\d)")
+# Every phone alternative starts with a digit, "+" or "(": that first character is matched once, up front (fast
+# scan, as above), and each alternative goes on from it; `(?<=x)` says which character it was and
+# `(?<![...][\s\S])` looks at the one before it. Same matches as the plain form in the comments.
 PHONE = re.compile(
-    r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"  # Chinese mobile
-    r"|(?<![\d])(?:0\d{2,3}-|\(0\d{2,3}\)\s?)\d{7,8}(?!\d)"  # Chinese landline with area code
-    r"|(?<![\d\w])\+(?!86)[1-9]\d{0,2}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]\d{2,4}){1,4}(?!\d)"  # international
-    r"|(?<![\d.])(?:\(\d{3}\) ?|\d{3}[-.])\d{3}[-.]\d{4}(?![\d])"  # North-American
-)
+    r"[\d+(](?:"
+    # Chinese mobile: (?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)
+    r"(?<![\d+][\s\S])(?:(?<=\+)86[ -]?1|(?<=0)086[ -]?1|(?<=1))[3-9]\d(?:[ -]?\d{4}){2}(?!\d)"
+    # Chinese landline with area code: (?<![\d])(?:0\d{2,3}-|\(0\d{2,3}\)\s?)\d{7,8}(?!\d)
+    r"|(?<!\d[\s\S])(?:(?<=0)\d{2,3}-|(?<=\()0\d{2,3}\)\s?)\d{7,8}(?!\d)"
+    # international: (?<![\d\w])\+(?!86)[1-9]\d{0,2}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]\d{2,4}){1,4}(?!\d)
+    r"|(?<![\d\w][\s\S])(?<=\+)(?!86)[1-9]\d{0,2}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]\d{2,4}){1,4}(?!\d)"
+    # North-American: (?<![\d.])(?:\(\d{3}\) ?|\d{3}[-.])\d{3}[-.]\d{4}(?![\d])
+    r"|(?<![\d.][\s\S])(?:(?<=\()\d{3}\) ?|(?<=\d)\d{2}[-.])\d{3}[-.]\d{4}(?![\d])"
+    r")")
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _HAS_LONG_NUMBER = re.compile(r"\d[\d ()-]{6,}\d")
 PLACEHOLDER_RE = re.compile(r"\[[A-Z][A-Z0-9_]*_\d+\]")

@@ -77,6 +77,8 @@ OPENERS, CLOSERS = "（(【[「『“{", "）)】]」』”}"
 _OPENERS_RE, _CLOSERS_RE = re.compile(f"[{re.escape(OPENERS)}]"), re.compile(f"[{re.escape(CLOSERS)}]")
 _FENCED_JSON = re.compile(r"^```(?:json)?\s*\n(.*)\n```\s*$", re.S)
 _PROSE_PUNCT = re.compile(r"[，,。！？!?；;]|\.(?:\s|$)")
+# json.dumps(..., ensure_ascii=False, sort_keys=True) builds a new encoder per call; this one gives the same text
+_encode_sorted_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
 @dataclass
@@ -92,7 +94,14 @@ class Tally:
             self.examples.append({"source": source, "detail": detail})
 
 
+_TYPE_NAMES = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "text", list: "list",
+               dict: "object"}
+
+
 def _type_name(value) -> str:
+    name = _TYPE_NAMES.get(type(value))  # the JSON types, by one lookup; subclasses below
+    if name is not None:
+        return name
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -281,7 +290,7 @@ class QualityChecker:
                         self.label_examples[value].append(source)
                     if self.labels is not None and value not in self.labels:
                         problem("label_not_in_set", f"label '{value}' is not one of {sorted(self.labels)}")
-                label = json.dumps(raw, ensure_ascii=False, sort_keys=True) if not _is_empty(raw) else None
+                label = _encode_sorted_json(raw) if not _is_empty(raw) else None
 
         # prompt and answer
         slots = prompt_slots(record)
@@ -379,7 +388,9 @@ class QualityChecker:
             names = [str(record[f]) for f in self.pii_cfg.name_fields if isinstance(record.get(f), str)]
             found: Counter = Counter()
             for text in texts:
-                found.update(m.kind for m in find_pii(text, self.pii_cfg.kinds, self.pii_patterns, names))
+                matches = find_pii(text, self.pii_cfg.kinds, self.pii_patterns, names)
+                if matches:
+                    found.update(m.kind for m in matches)
             if found:
                 self.pii_kinds.update(found)
                 problem("pii", ", ".join(f"{k} {v}" for k, v in sorted(found.items())))

@@ -20,6 +20,9 @@ from pathlib import Path
 from r1tune.data.io import Location, read_records
 from r1tune.errors import DataError
 
+# json.dumps(..., ensure_ascii=False) builds a new encoder on every call; one shared encoder gives the same text.
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+
 
 def log_path_for(out: str | Path) -> Path:
     """`data/clean.jsonl` → `data/clean.log.jsonl`."""
@@ -55,7 +58,7 @@ class StepLog:
             self._file.close()
 
     def _write(self, entry: dict) -> None:
-        self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._file.write(_encode_json(entry) + "\n")
 
     def dropped(self, source: str, rule: str, reason: str, **detail) -> None:
         self.dropped_by[rule] += 1
@@ -65,11 +68,10 @@ class StepLog:
     def changed(self, source: str, rules: dict[str, list[str]], **detail) -> None:
         """`rules` maps each changed field to the rules that changed it."""
         self.changed_records += 1
-        for rule in {r for names in rules.values() for r in names}:
-            self.changed_by[rule] += 1
+        rule_names = {r for names in rules.values() for r in names}
+        self.changed_by.update(rule_names)
         reason = "; ".join(f"{field}: {', '.join(names)}" for field, names in rules.items())
-        self._write({"source": source, "step": self.step, "action": "changed",
-                     "rule": ",".join(sorted({r for names in rules.values() for r in names})),
+        self._write({"source": source, "step": self.step, "action": "changed", "rule": ",".join(sorted(rule_names)),
                      "reason": reason, **detail})
 
     def flagged(self, source: str, rule: str, reason: str, **detail) -> None:

@@ -25,7 +25,14 @@ from pathlib import Path
 import torch
 
 from r1tune.config import MethodConfig, ModelConfig
-from r1tune.train.memory import GIB, MICRO_BATCHES, available_memory, estimate_memory, parse_memory
+from r1tune.train.memory import (
+    GIB,
+    MICRO_BATCHES,
+    available_memory,
+    estimate_memory,
+    micro_batch_token_cap,
+    parse_memory,
+)
 
 GLOBAL_BATCH = 32  # samples per optimizer step the guide recommends (32–128)
 LEARNING_RATES = {"full": 1e-5, "freeze": 5e-5, "lora": 2e-4, "dora": 2e-4, "qlora": 2e-4, "ia3": 3e-3,
@@ -133,7 +140,8 @@ def fit_batch(model_config, method: MethodConfig, max_length: int, target_fracti
     """Largest micro-batch (and whether checkpointing is needed) whose estimate fits `budget` per device."""
     for checkpointing in (False, True):
         for micro in MICRO_BATCHES:
-            est = estimate_memory(model_config, method, micro, max_length, dtype, checkpointing, target_fraction)
+            est = estimate_memory(model_config, method, micro, max_length, dtype, checkpointing, target_fraction,
+                                  max_micro_batch_tokens=micro_batch_token_cap(None))
             need = est.total
             if sharded and gpus > 1:  # ZeRO-3 / FSDP shard weights, gradients and optimizer states
                 need = (est.weights + est.gradients + est.optimizer) // gpus + est.activations
@@ -178,7 +186,8 @@ def advise(model: str, data: str, memory: str | None = None, gpus: int = 1, keep
     for name, rank, score, why in pool:
         mcfg = MethodConfig(name=name, **({"lora_r": rank, "lora_alpha": 2 * rank} if rank else {}))
         if batch_size:
-            est = estimate_memory(model_config, mcfg, batch_size, length, dtype, False, prof.target_fraction)
+            est = estimate_memory(model_config, mcfg, batch_size, length, dtype, False, prof.target_fraction,
+                                  max_micro_batch_tokens=micro_batch_token_cap(None))
             micro, ckpt, need = batch_size, False, est.total
         else:
             micro, ckpt, need, est = fit_batch(model_config, mcfg, length, prof.target_fraction, budget, gpus,

@@ -32,6 +32,10 @@ from r1tune.config import MethodConfig
 NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes + uint8 absmax per 64 + fp32 per 256 blocks
 GIB = 1024**3
 MICRO_BATCHES = (16, 8, 4, 2, 1)
+# what the runtime holds beside tensors while training (autograd graph nodes, oneDNN primitive caches,
+# per-thread scratch): measured 14–20 MiB on the tiny model whatever the method (bench/memory_vs_estimate.py)
+RUNTIME_OVERHEAD = 12 * 1024**2
+CPU_MICRO_BATCH_TOKENS = 2048  # train.max_micro_batch_tokens on CPU (recipes/finetune.py)
 
 
 def return_freed_memory_to_os(threshold: int = 64 * 1024) -> bool:
@@ -42,6 +46,15 @@ def return_freed_memory_to_os(threshold: int = 64 * 1024) -> bool:
         return False
     M_MMAP_THRESHOLD = -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+def micro_batch_token_cap(setting: int | None) -> int | None:
+    """train.max_micro_batch_tokens decided: on CPU, 2,048 padded tokens a piece keeps peak memory flat at no
+    cost in speed (the matmuls are already large enough); on a GPU, bigger pieces keep the card busy, so no cap
+    unless asked."""
+    if setting is None:
+        return None if torch.cuda.is_available() else CPU_MICRO_BATCH_TOKENS
+    return setting or None
 
 
 def loss_chunk_tokens(vocab_size: int, budget_bytes: int = 256 * 1024**2) -> int:
@@ -123,17 +136,22 @@ def _flash_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, sc
 
 def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len: int,
                     dtype: torch.dtype = torch.float32, gradient_checkpointing: bool = False,
-                    target_fraction: float = 0.5, flash_attention: bool | None = None) -> MemoryEstimate:
+                    target_fraction: float = 0.5, flash_attention: bool | None = None,
+                    max_micro_batch_tokens: int | None = None) -> MemoryEstimate:
     """Peak training memory of one process for this model, method, micro-batch and sequence length.
 
     `target_fraction`: the share of tokens that carry a label (the answer part); the advisor measures it on
     the user's data. It sizes the loss, which on a 152k vocabulary is a large part of the peak.
-    `flash_attention`: trace attention as a flash kernel (default: when a GPU is present)."""
+    `flash_attention`: trace attention as a flash kernel (default: when a GPU is present).
+    `max_micro_batch_tokens`: the recipe's cap on padded tokens per forward/backward piece; the peak is that
+    of the largest piece (rows of `seq_len` tokens)."""
     from transformers import AutoModelForCausalLM
 
     from r1tune.model.methods import apply_method
     from r1tune.train.loss import final_hidden
 
+    if max_micro_batch_tokens:
+        batch_size = min(batch_size, max(1, max_micro_batch_tokens // seq_len))
     wrap = method.model_copy(update={"name": "lora"}) if method.name == "qlora" else method
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(model_config, dtype=dtype)
@@ -151,6 +169,7 @@ def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len
             n_trainable += p.numel()
             trainable_bytes += p.numel() * p.element_size()
     params = [p for p in model.parameters() if p.requires_grad]
+    head_trains = model.get_output_embeddings().weight.requires_grad
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device="meta")
     tracker = LiveTensorPeak([*model.parameters(), *model.buffers(), ids])
@@ -166,13 +185,16 @@ def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len
         largest = max(p.numel() for n, p in model.named_parameters() if ".layers." in n and p.ndim == 2)
         tracker.peak += largest * 4
     gradients, moments = trainable_bytes, 2 * trainable_bytes
-    # chunked target-only loss (train/loss.py): in the backward of a chunk its fp32 logits, their log-softmax
-    # and the logits' gradient are alive at once, beside the gathered hidden rows and their gradient
+    # chunked target-only loss (train/loss.py), beside the gathered hidden rows and their gradient. A trained
+    # head recomputes a chunk in backward, where its fp32 logits, their log-softmax and the logits' gradient
+    # are alive at once; the fused frozen-head path keeps one fp32 chunk, plus its half-precision copy when
+    # the model computes in half precision
     targets = batch_size * max(1, int(seq_len * target_fraction))
     chunk = min(targets, loss_chunk_tokens(model_config.vocab_size))
-    loss = 3 * chunk * model_config.vocab_size * 4 + 2 * targets * model_config.hidden_size * 4
+    logit_buffers = 3 if head_trains else 1.0 if dtype == torch.float32 else 1.5
+    loss = int(logit_buffers * chunk * model_config.vocab_size * 4) + 2 * targets * model_config.hidden_size * 4
     return MemoryEstimate(weights=weights, gradients=gradients, optimizer=moments,
-                          activations=max(0, tracker.peak - gradients - moments) + loss,
+                          activations=max(0, tracker.peak - gradients - moments) + loss + RUNTIME_OVERHEAD,
                           trainable_parameters=n_trainable, total_parameters=n_total)
 
 
@@ -201,14 +223,15 @@ def available_memory() -> int:
 
 def auto_batch_size(model_config, method: MethodConfig, batch_size: int, grad_accum: int, max_length: int,
                     target_fraction: float = 0.5, budget: int | None = None, dtype: torch.dtype = torch.float32,
-                    gradient_checkpointing: bool = False) -> tuple[int, int]:
+                    gradient_checkpointing: bool = False, max_micro_batch_tokens: int | None = None) -> tuple[int, int]:
     """Largest micro-batch that fits and divides the global batch; gradient accumulation keeps the global batch."""
     from r1tune.errors import R1TuneError
 
     budget = budget or int(available_memory() * 0.9)
     global_batch = batch_size * grad_accum
     for micro in sorted({m for m in range(1, global_batch + 1) if global_batch % m == 0}, reverse=True):
-        est = estimate_memory(model_config, method, micro, max_length, dtype, gradient_checkpointing, target_fraction)
+        est = estimate_memory(model_config, method, micro, max_length, dtype, gradient_checkpointing, target_fraction,
+                              max_micro_batch_tokens=max_micro_batch_tokens)
         if est.total <= budget:
             return micro, global_batch // micro
     raise R1TuneError(f"even a micro-batch of 1 needs more than {budget / GIB:.1f} GiB: enable "
