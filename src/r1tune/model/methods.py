@@ -25,6 +25,8 @@ from r1tune.errors import R1TuneError
 
 PEFT_METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "prompt", "ptuning")
 PROMPT_METHODS = ("prefix", "prompt", "ptuning")
+# methods whose base weights stay frozen and un-quantised: on a CPU with native bf16 the base is stored in bf16
+FROZEN_BF16_BASE = ("lora", "dora", "ia3")
 MERGEABLE_METHODS = ("lora", "dora", "qlora", "ia3")
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 

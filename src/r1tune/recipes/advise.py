@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 
 from r1tune.config import MethodConfig, ModelConfig
+from r1tune.model.load import cpu_has_native_bf16
+from r1tune.model.methods import FROZEN_BF16_BASE
 from r1tune.train.memory import (
     GIB,
     MICRO_BATCHES,
@@ -185,13 +187,15 @@ def advise(model: str, data: str, memory: str | None = None, gpus: int = 1, keep
     settings = []
     for name, rank, score, why in pool:
         mcfg = MethodConfig(name=name, **({"lora_r": rank, "lora_alpha": 2 * rank} if rank else {}))
+        # the finetune recipe's own precision choice: a CPU with native bf16 keeps a LoRA-family base in bf16
+        run_dtype = torch.bfloat16 if not cuda and name in FROZEN_BF16_BASE and cpu_has_native_bf16() else dtype
         if batch_size:
-            est = estimate_memory(model_config, mcfg, batch_size, length, dtype, False, prof.target_fraction,
+            est = estimate_memory(model_config, mcfg, batch_size, length, run_dtype, False, prof.target_fraction,
                                   max_micro_batch_tokens=micro_batch_token_cap(None))
             micro, ckpt, need = batch_size, False, est.total
         else:
             micro, ckpt, need, est = fit_batch(model_config, mcfg, length, prof.target_fraction, budget, gpus,
-                                               name in ("full", "freeze"), dtype)
+                                               name in ("full", "freeze"), run_dtype)
         fits = need <= budget
         accum = max(1, math.ceil(GLOBAL_BATCH / (micro * gpus)))
         reasons = [why]

@@ -31,6 +31,7 @@ from r1tune.data.io import write_jsonl
 from r1tune.errors import DataError, R1TuneError
 from r1tune.model.load import cpu_has_native_bf16, load_model, load_tokenizer
 from r1tune.model.methods import (
+    FROZEN_BF16_BASE,
     add_hidden_dropout,
     apply_method,
     count_parameters,
@@ -116,10 +117,6 @@ def load_training_data(cfg, tokenizer, template: str, seed: int) -> TrainingData
     if not train:
         raise R1TuneError(f"{cfg.train}: no trainable samples ({len(skipped)} skipped, see skipped.jsonl)")
     return TrainingData(train, val, skipped, truncated, plain, file_hash(cfg.train, cfg.validation))
-
-
-# methods whose base weights stay frozen and un-quantised: their base may be stored in bf16 on a CPU
-FROZEN_BF16_BASE = ("lora", "dora", "ia3")
 
 
 def resolve_precision(cfg: FinetuneConfig) -> tuple[str, str]:
