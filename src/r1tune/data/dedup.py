@@ -29,7 +29,7 @@ import numpy as np
 
 from r1tune.config import DedupeConfig
 from r1tune.data.hashindex import HashIndex, SourceTable
-from r1tune.data.io import write_jsonl
+from r1tune.data.io import json_encoder, write_jsonl
 from r1tune.data.lang import strip_tag
 from r1tune.data.records import (
     content_hash,
@@ -64,10 +64,14 @@ def _normalized(value):
     return value
 
 
-def exact_key(record: dict, fields: list[str] | None = None) -> int:
-    """Hash of the record's content with every text NFKC-normalised, case-folded and whitespace-collapsed."""
+def exact_key(record: dict, fields: list[str] | None = None, encode=_encode_sorted_json) -> int:
+    """Hash of the record's content with every text NFKC-normalised, case-folded and whitespace-collapsed.
+
+    `encode` must give the text of json.dumps(..., ensure_ascii=False, sort_keys=True); a loop passes its own
+    `json_encoder(sort_keys=True)`, which is faster than the shared default.
+    """
     content = content_of(record) if fields is None else {k: record.get(k) for k in fields}
-    return content_hash(_encode_sorted_json(_normalized(content)))
+    return content_hash(encode(_normalized(content)))
 
 
 def record_text(record: dict, fields: list[str] | None = None) -> str:
@@ -190,12 +194,13 @@ def dedupe_file(in_path: str | Path, out_path: str | Path, config: DedupeConfig 
     sources = SourceTable()
     near = NearIndex(cfg.near_threshold, cfg.ngram, cfg.num_perm) if cfg.near else None
     semantic = SemanticIndex(cfg.semantic_threshold) if cfg.semantic else None
+    encode_sorted = json_encoder(sort_keys=True)  # this loop's own: same text as the shared one, faster
     with StepLog("dedupe", out_path) as log:
         def survivors_of(chunk):
             kept = []
             for loc, record in chunk:
                 source = origin(loc, record)
-                key = exact_key(record, cfg.fields)
+                key = exact_key(record, cfg.fields, encode_sorted)
                 first = exact_seen.get(key)
                 if first is not None:
                     first_source = sources.unpack(first[0])

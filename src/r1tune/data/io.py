@@ -13,13 +13,25 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring
 from pathlib import Path
 
 from r1tune.errors import DataError
 
+try:  # a faster parser for the common line; the json module stays the reference (see _read_jsonl)
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a core dependency
+    orjson = None
+
 BOM = b"\xef\xbb\xbf"
+# orjson.loads parses integers outside [-2**63, 2**64) as floats where json.loads keeps them exact, and its
+# nesting limit (1024) differs from json's (the recursion limit): lines with a run of 19+ digits or many
+# brackets are parsed by the json module alone. One translate marks both: digits → "0", "[" and "{" → "[".
+_SCREEN = bytes(0x30 if 0x30 <= i <= 0x39 else 0x5B if i in (0x5B, 0x7B) else 0x20 for i in range(256))
+_LONG_NUMBER = b"0" * 19
+_MAX_BRACKETS = 200
 
 
 @dataclass(frozen=True)
@@ -76,10 +88,30 @@ def _object_or_error(value, loc: Location) -> dict | DataError:
 
 
 def _read_jsonl(path: Path):
+    fast = orjson.loads if orjson is not None else None
+    fast_error = orjson.JSONDecodeError if orjson is not None else ValueError
+    name = str(path)
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             if line_no == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM):]
+            if fast is not None:
+                # orjson accepts a subset of what json.loads accepts (strict UTF-8, no NaN/Infinity, no lone
+                # surrogates, no blank line) and gives the same value for it, screened lines aside. Anything
+                # it rejects goes the json-module way below, so every message stays the json module's.
+                screened = raw.translate(_SCREEN)
+                if _LONG_NUMBER not in screened and screened.count(b"[") < _MAX_BRACKETS:
+                    try:
+                        value = fast(raw)
+                    except fast_error:
+                        pass
+                    else:
+                        loc = Location(name, line_no)
+                        if type(value) is dict:
+                            yield loc, value
+                        else:
+                            yield _object_or_error(value, loc)
+                        continue
             text = _decode(raw, path, line_no)
             if isinstance(text, DataError):
                 yield text
@@ -208,13 +240,39 @@ def _read_parquet(path: Path):
             yield Location(str(path), row, unit="row"), record
 
 
+def json_encoder(sort_keys: bool = False) -> Callable[[object], str]:
+    """A function giving exactly `json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)`, faster.
+
+    json.dumps builds a JSONEncoder and then a C encoder on every call; this builds the C encoder once,
+    with the arguments json.dumps gives it. Not for use from several threads at once (one circular-reference
+    table is shared): make one per file or loop.
+    """
+    reference = json.JSONEncoder(ensure_ascii=False, sort_keys=sort_keys)
+    if c_make_encoder is None:  # pragma: no cover - CPython without the _json accelerator
+        return reference.encode
+    markers: dict = {}
+    encode_chunks = c_make_encoder(markers, reference.default, encode_basestring, None, ": ", ", ", sort_keys,
+                                   False, True)
+
+    def encode(value) -> str:
+        try:
+            return "".join(encode_chunks(value, 0))
+        except BaseException:
+            markers.clear()  # an error leaves the containers it was inside marked as "being encoded"
+            raise
+
+    return encode
+
+
 def write_jsonl(path: str | Path, records) -> int:
     """Write dicts as UTF-8 JSONL (Chinese kept readable); returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    encode = json_encoder()
     n = 0
     with open(path, "w", encoding="utf-8") as f:
+        write = f.write
         for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            write(encode(r) + "\n")
             n += 1
     return n

@@ -116,6 +116,17 @@ def _is_empty(value) -> bool:
                                                                                 and not value)
 
 
+def _plain_alpaca(record: dict) -> bool:
+    """True only where `to_sample(record, loc, "alpaca")` surely succeeds, tested without building the sample:
+    instruction and output non-blank text, no </think> in the output, input absent/null/text, and no system,
+    history or reasoning to validate. False means "not sure": the caller runs to_sample."""
+    instruction, output, extra = record.get("instruction"), record.get("output"), record.get("input")
+    return (type(instruction) is str and type(output) is str and (extra is None or type(extra) is str)
+            and instruction.strip() != "" and output.strip() != "" and "</think>" not in output
+            and not record.get("system") and not record.get("history")
+            and record.get("reasoning") in (None, "") and record.get("reasoning_content") in (None, ""))
+
+
 def _answer_text(value: str) -> str:
     """The final answer of an R1-style output: the part after </think>."""
     return split_think(value)[1].strip() if "</think>" in value else value.strip()
@@ -264,7 +275,7 @@ class QualityChecker:
         for key, value in content.items():
             if _is_empty(value) and (key not in OPTIONAL_FIELDS or key in required):
                 problem("empty_field", f"'{key}' is empty")
-        if fmt is not None:
+        if fmt is not None and not (fmt == "alpaca" and _plain_alpaca(record)):
             try:
                 to_sample(record, _Loc(source), fmt)
             except DataError as e:

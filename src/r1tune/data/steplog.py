@@ -12,16 +12,12 @@ and line), the step, the rule and the reason; the counts per rule are returned a
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from r1tune.data.io import Location, read_records
+from r1tune.data.io import Location, json_encoder, read_records
 from r1tune.errors import DataError
-
-# json.dumps(..., ensure_ascii=False) builds a new encoder on every call; one shared encoder gives the same text.
-_encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def log_path_for(out: str | Path) -> Path:
@@ -38,6 +34,7 @@ class StepLog:
         self.path = Path(log_path) if log_path else log_path_for(out_path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "w", encoding="utf-8")
+        self._encode = json_encoder()  # the text of json.dumps(entry, ensure_ascii=False)
         self.read = 0
         self.written = 0
         self.dropped_by: Counter = Counter()
@@ -58,7 +55,7 @@ class StepLog:
             self._file.close()
 
     def _write(self, entry: dict) -> None:
-        self._file.write(_encode_json(entry) + "\n")
+        self._file.write(self._encode(entry) + "\n")
 
     def dropped(self, source: str, rule: str, reason: str, **detail) -> None:
         self.dropped_by[rule] += 1
