@@ -87,3 +87,14 @@ def test_frozen_head_fused_loss_equals_the_recomputed_path():
     loss.backward()
     assert head.weight.grad is not None
     torch.testing.assert_close(hidden.grad, ref_grad / 3, rtol=1e-5, atol=1e-5)
+
+
+def test_sharded_engine_loss_is_the_same_target_token_sum(tiny_model_dir):
+    """Under FSDP / DeepSpeed the recipe takes the model's own loss (the engine must run the wrapped forward);
+    with num_items_in_batch = 1 it must be the same sum over target tokens as the chunked path."""
+    from r1tune.recipes.finetune import sharded_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    batch = collate(samples(), pad_id=0)
+    ours, n, _ = target_loss(model, **batch)
+    torch.testing.assert_close(sharded_loss(model, batch), ours, rtol=1e-5, atol=1e-4)
