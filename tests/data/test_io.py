@@ -110,3 +110,80 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         list(read_records(write_lines(tmp_path / "x.txt", ["hi"])))
     with pytest.raises(DataError, match="file not found"):
         list(read_records(tmp_path / "nope.jsonl"))
+
+
+# ------------------------------------------------------------ fast JSONL path (orjson) = json module, exactly
+
+EDGE_LINES = [
+    '{"a": NaN, "b": Infinity, "c": -Infinity}\n',  # json accepts these; orjson does not
+    '{"big": 123456789012345678901234567890, "neg": -9223372036854775809}\n',  # orjson would give floats
+    '{"edge": 18446744073709551615, "small": -9223372036854775808, "f": 1e400}\n',
+    '{"s": "\\ud800 lone surrogate", "t": "\\ud83d\\ude00"}\n',
+    '{"a": 1, "a": 2}\n',  # duplicate key: the last wins
+    '{"x": 0.1, "y": -0.0, "z": 2.5e-308, "w": 1E+2, "n": null, "b": [true, false, {}]}\n',
+    '{"deep": ' + "[" * 250 + "]" * 250 + "}\n",
+    '{"中文": "营收3.5亿元", "esc": "a\\u0000b\\n\\"\\/"}\n',
+]
+
+
+def _reference_read(path):
+    """What the reader gave before the fast path: the json module on every decoded line."""
+    out = []
+    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        text = raw.decode("utf-8")
+        if text.strip():
+            out.append((line_no, json.loads(text)))
+    return out
+
+
+def test_fast_path_values_match_the_json_module(tmp_path):
+    path = write_lines(tmp_path / "edge.jsonl", [jl(GOOD)] + EDGE_LINES + [jl(GOOD)])
+    got = [(loc.line, record) for loc, record in read_records(path)]
+    want = _reference_read(path)
+    assert [line for line, _ in got] == [line for line, _ in want]
+    for (_, a), (_, b) in zip(got, want):
+        # repr tells int from float and keeps NaN comparable
+        assert repr(a) == repr(b)
+    assert type(got[2][1]["big"]) is int and got[2][1]["neg"] == -9223372036854775809
+    assert repr(got[1][1]["a"]) == "nan" and got[3][1]["f"] == float("inf")
+
+
+@pytest.mark.parametrize("line, message", [
+    (b'{"a": 1} x\n', "invalid JSON at column 10: Extra data"),
+    (b'{"a": 01}\n', "invalid JSON at column 8: Expecting ',' delimiter"),
+    (b'{"a": "\x01"}\n', "invalid JSON at column 8: Invalid control character at"),
+    (b'\xef\xbb\xbf{"a": 1}\n', "invalid JSON at column 1: Unexpected UTF-8 BOM (decode using utf-8-sig)"),
+    (b'{"a": "\xed\xa0\x80"}\n', "invalid UTF-8 at byte 7 of the line"),
+])
+def test_fast_path_errors_are_the_json_module_messages(tmp_path, line, message):
+    path = write_lines(tmp_path / "bad.jsonl", [jl(GOOD), line])  # a BOM is only accepted on line 1
+    with pytest.raises(DataError) as e:
+        list(read_records(path))
+    assert e.value.line == 2 and message in str(e.value)
+
+
+def test_write_jsonl_text_is_json_dumps(tmp_path):
+    from r1tune.data.io import json_encoder, write_jsonl
+
+    class Odd:
+        pass
+
+    records = [GOOD, {"nan": float("nan"), "inf": float("-inf"), "big": 2**70, 1: "int key", None: 0.1, 2.5: True},
+               {"nested": [{"b": 1, "a": [None, -0.0, 1e-7]}], "": ""}, {"中": "文\u2028"}]
+    path = tmp_path / "out.jsonl"
+    assert write_jsonl(path, records) == len(records)
+    assert path.read_text(encoding="utf-8") == "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    for sort_keys in (False, True):
+        encode = json_encoder(sort_keys=sort_keys)
+        for r in records[:1] + records[2:] + [{"s": "\ud800"}, "top-level text", 3.5, None]:
+            assert encode(r) == json.dumps(r, ensure_ascii=False, sort_keys=sort_keys)
+    # errors are json.dumps's, and the encoder stays usable after one
+    encode = json_encoder()
+    circular: dict = {"a": 1}
+    circular["self"] = circular
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        encode(circular)
+    with pytest.raises(TypeError, match="Object of type Odd is not JSON serializable"):
+        encode({"x": [Odd()]})
+    shared = {"k": 1}
+    assert encode({"p": shared, "q": [shared]}) == json.dumps({"p": shared, "q": [shared]}, ensure_ascii=False)

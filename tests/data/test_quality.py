@@ -173,3 +173,27 @@ def test_unknown_threshold_and_bad_user_checks_are_named():
         QualityChecker(CheckConfig(checks=[UserCheck(name="x", regex="(")]))
     with pytest.raises(R1TuneError, match="invalid JSON schema"):
         QualityChecker(CheckConfig(checks=[UserCheck(name="x", json_schema={"type": "nonsense"})]))
+
+
+def test_plain_alpaca_shortcut_agrees_with_to_sample():
+    """The check step skips building the sample only where to_sample surely succeeds."""
+    from r1tune.data.formats import to_sample
+    from r1tune.data.quality import _Loc, _plain_alpaca
+    from r1tune.errors import DataError
+
+    base = {"instruction": "判断情感", "input": "营收增长", "output": "正面"}
+    variants = [{}, {"input": None}, {"input": ""}, {"input": 3}, {"input": ["a"]}, {"instruction": "  "},
+                {"instruction": ["part"]}, {"instruction": None}, {"output": ""}, {"output": 1}, {"output": " \n"},
+                {"output": "<think>r</think>正面"}, {"output": "r</think>"}, {"system": "s"}, {"system": ""},
+                {"system": 5}, {"history": [["q", "a"]]}, {"history": []}, {"history": "x"}, {"history": [["q"]]},
+                {"reasoning": "because"}, {"reasoning": ""}, {"reasoning": 0}, {"reasoning_content": False},
+                {"reasoning_content": None}, {"label": "正面"}]
+    records = [{**base, **v} for v in variants] + [{"output": "a"}, {"instruction": "q"}]
+    for record in records:
+        try:
+            to_sample(record, _Loc("x"), "alpaca")
+            ok = True
+        except DataError:
+            ok = False
+        assert not _plain_alpaca(record) or ok, record  # never says "valid" where to_sample fails
+    assert _plain_alpaca(base) and _plain_alpaca({**base, "input": None, "label": "正面", "history": []})
