@@ -213,9 +213,11 @@ def test_token_capped_pieces_give_the_same_training(tiny_model_dir, data_file, t
 
 def test_precision_auto_uses_bf16_base_on_cpus_with_native_bf16(tiny_model_dir, data_file, tmp_path, monkeypatch):
     lora = FinetuneConfig(method={"name": "lora"})
-    monkeypatch.setattr(recipe, "cpu_has_native_bf16", lambda: False)
+    import r1tune.model.methods as methods
+
+    monkeypatch.setattr(methods, "cpu_has_native_bf16", lambda: False)
     assert recipe.resolve_precision(lora) == ("auto", "no")
-    monkeypatch.setattr(recipe, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(methods, "cpu_has_native_bf16", lambda: True)
     assert recipe.resolve_precision(lora) == ("bfloat16", "bf16")
     assert recipe.resolve_precision(FinetuneConfig(method={"name": "full"})) == ("auto", "no")  # trained weights
     assert recipe.resolve_precision(FinetuneConfig(method={"name": "qlora"})) == ("auto", "no")  # 4-bit base

@@ -19,7 +19,6 @@ kept ones, so it is meant for up to about 10^5 records).
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
@@ -29,7 +28,7 @@ import numpy as np
 
 from r1tune.config import DedupeConfig
 from r1tune.data.hashindex import HashIndex, SourceTable
-from r1tune.data.io import json_encoder, write_jsonl
+from r1tune.data.io import encode_sorted_json, json_encoder, write_jsonl
 from r1tune.data.lang import strip_tag
 from r1tune.data.records import (
     content_hash,
@@ -50,8 +49,6 @@ def normalize_for_hash(text: str) -> str:
 
 # Short texts repeat across records (instructions, labels, short answers): remember their normal form.
 _normalize_short_for_hash = lru_cache(maxsize=4096)(normalize_for_hash)
-# json.dumps(..., ensure_ascii=False, sort_keys=True) builds a new encoder per call; this one gives the same text
-_encode_sorted_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
 def _normalized(value):
@@ -64,7 +61,7 @@ def _normalized(value):
     return value
 
 
-def exact_key(record: dict, fields: list[str] | None = None, encode=_encode_sorted_json) -> int:
+def exact_key(record: dict, fields: list[str] | None = None, encode=encode_sorted_json) -> int:
     """Hash of the record's content with every text NFKC-normalised, case-folded and whitespace-collapsed.
 
     `encode` must give the text of json.dumps(..., ensure_ascii=False, sort_keys=True); a loop passes its own

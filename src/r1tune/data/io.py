@@ -264,6 +264,11 @@ def json_encoder(sort_keys: bool = False) -> Callable[[object], str]:
     return encode
 
 
+# The text of json.dumps(value, ensure_ascii=False, sort_keys=True) (content hashes, label keys), without
+# building an encoder per call; safe from any thread. A hot loop can take its own `json_encoder(sort_keys=True)`.
+encode_sorted_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
 def write_jsonl(path: str | Path, records) -> int:
     """Write dicts as UTF-8 JSONL (Chinese kept readable); returns the count."""
     path = Path(path)

@@ -29,6 +29,7 @@ from r1tune.config import CheckConfig, PiiConfig
 from r1tune.data.clean import parse_number
 from r1tune.data.formats import detect_format, split_think, to_sample
 from r1tune.data.hashindex import HashIndex, SourceTable
+from r1tune.data.io import encode_sorted_json
 from r1tune.data.lang import detect_language, strip_tag
 from r1tune.data.pii import compile_patterns, find_pii
 from r1tune.data.records import (
@@ -77,8 +78,6 @@ OPENERS, CLOSERS = "（(【[「『“{", "）)】]」』”}"
 _OPENERS_RE, _CLOSERS_RE = re.compile(f"[{re.escape(OPENERS)}]"), re.compile(f"[{re.escape(CLOSERS)}]")
 _FENCED_JSON = re.compile(r"^```(?:json)?\s*\n(.*)\n```\s*$", re.S)
 _PROSE_PUNCT = re.compile(r"[，,。！？!?；;]|\.(?:\s|$)")
-# json.dumps(..., ensure_ascii=False, sort_keys=True) builds a new encoder per call; this one gives the same text
-_encode_sorted_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
 @dataclass
@@ -301,7 +300,7 @@ class QualityChecker:
                         self.label_examples[value].append(source)
                     if self.labels is not None and value not in self.labels:
                         problem("label_not_in_set", f"label '{value}' is not one of {sorted(self.labels)}")
-                label = _encode_sorted_json(raw) if not _is_empty(raw) else None
+                label = encode_sorted_json(raw) if not _is_empty(raw) else None
 
         # prompt and answer
         slots = prompt_slots(record)

@@ -25,8 +25,7 @@ from pathlib import Path
 import torch
 
 from r1tune.config import MethodConfig, ModelConfig
-from r1tune.model.load import cpu_has_native_bf16
-from r1tune.model.methods import FROZEN_BF16_BASE
+from r1tune.model.methods import bf16_base_on_cpu
 from r1tune.train.memory import (
     GIB,
     MICRO_BATCHES,
@@ -188,7 +187,7 @@ def advise(model: str, data: str, memory: str | None = None, gpus: int = 1, keep
     for name, rank, score, why in pool:
         mcfg = MethodConfig(name=name, **({"lora_r": rank, "lora_alpha": 2 * rank} if rank else {}))
         # the finetune recipe's own precision choice: a CPU with native bf16 keeps a LoRA-family base in bf16
-        run_dtype = torch.bfloat16 if not cuda and name in FROZEN_BF16_BASE and cpu_has_native_bf16() else dtype
+        run_dtype = torch.bfloat16 if not cuda and bf16_base_on_cpu(name) else dtype
         if batch_size:
             est = estimate_memory(model_config, mcfg, batch_size, length, run_dtype, False, prof.target_fraction,
                                   max_micro_batch_tokens=micro_batch_token_cap(None))

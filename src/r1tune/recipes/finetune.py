@@ -29,11 +29,11 @@ from r1tune.data.batching import collate, length_grouped_batches, token_capped_p
 from r1tune.data.formats import ChatSample, load_samples
 from r1tune.data.io import write_jsonl
 from r1tune.errors import DataError, R1TuneError
-from r1tune.model.load import cpu_has_native_bf16, load_model, load_tokenizer
+from r1tune.model.load import load_model, load_tokenizer
 from r1tune.model.methods import (
-    FROZEN_BF16_BASE,
     add_hidden_dropout,
     apply_method,
+    bf16_base_on_cpu,
     count_parameters,
     decoder_layers,
     load_trainable_state,
@@ -131,7 +131,7 @@ def resolve_precision(cfg: FinetuneConfig) -> tuple[str, str]:
         return dtype, mixed
     if mixed != "auto":
         return dtype, mixed
-    if dtype in ("auto", "bfloat16") and cfg.method.name in FROZEN_BF16_BASE and cpu_has_native_bf16():
+    if dtype in ("auto", "bfloat16") and bf16_base_on_cpu(cfg.method.name):
         return "bfloat16", "bf16"
     return dtype, "no"
 
