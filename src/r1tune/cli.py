@@ -144,11 +144,12 @@ def prepare_clean_cmd(
     out: Path = typer.Argument(..., help="Output JSONL."),
     rules: Path | None = typer.Option(None, help="YAML: a `clean:` section, or a list of {name, pattern, replace}."),
     on_error: str = typer.Option("skip", help="Unreadable records: skip (and log) or stop."),
+    workers: int = typer.Option(1, min=0, help="Processes for a JSONL input (0 = every core); same output."),
 ):
     """Normalise text (NFKC, HTML, control, symbol noise, whitespace), mask personal data, filter."""
     from r1tune.recipes.prepare import clean_step
 
-    clean_step(inp, out, rules, on_error)
+    clean_step(inp, out, rules, on_error, workers)
 
 
 @prepare_app.command("check")

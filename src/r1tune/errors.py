@@ -21,5 +21,8 @@ class DataError(R1TuneError):
         field = f" field '{self.field}':" if self.field else ""
         return f"{where}:{field} {self.problem}"
 
+    def __reduce__(self):  # pickled whole, so an error raised in a parallel worker reaches the parent intact
+        return type(self), (self.file, self.line, self.field, self.problem, self.unit)
+
     def as_dict(self) -> dict:
         return {"file": self.file, self.unit: self.line, "field": self.field, "reason": self.problem}

@@ -98,6 +98,17 @@ def test_the_outputs_are_clean_masked_and_augmentation_stays_in_train(finance_ru
     assert all("lang" in r and "provenance" in r for rows in every.values() for r in rows)
 
 
+def test_the_pipeline_on_two_workers_writes_the_same_files(finance_run, tmp_path, monkeypatch):
+    _, out = finance_run
+    monkeypatch.chdir(ROOT)
+    assert cli("prepare", EXAMPLE, "--set", f"out={tmp_path}", "--set", "workers=2") == 0
+    for name in ["01-clean.jsonl", "01-clean.log.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl",
+                 "train-augmented.jsonl"]:
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+    assert cli("prepare", "clean", "configs/prepare-finance/raw.jsonl", tmp_path / "cli.jsonl", "--workers", "2") == 0
+    assert (tmp_path / "cli.jsonl").stat().st_size > 0
+
+
 def test_a_crossed_threshold_fails_the_run_after_writing_everything(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     code = cli("prepare", EXAMPLE, "--set", f"out={tmp_path}", "--set", "check.thresholds.any=0.0",

@@ -32,9 +32,11 @@ dropped record with its rule and reason.
 from __future__ import annotations
 
 import html as html_lib
+import io
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -44,12 +46,13 @@ from pathlib import Path
 import yaml
 
 from r1tune.config import CleanConfig
-from r1tune.data.io import write_jsonl
+from r1tune.data.io import empty_file_error, is_jsonl, json_encoder, write_jsonl
 from r1tune.data.lang import detect_language
+from r1tune.data.parallel import chunk_results, resolve_workers
 from r1tune.data.pii import Masker, compile_patterns, find_pii
 from r1tune.data.records import get_path, origin, path_str, set_path, text_slots, with_provenance
-from r1tune.data.steplog import StepLog, read_input
-from r1tune.errors import R1TuneError
+from r1tune.data.steplog import StepLog, read_input, read_input_lines
+from r1tune.errors import DataError, R1TuneError
 
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
 
@@ -530,27 +533,65 @@ def load_rules_file(path: str | Path) -> CleanConfig:
     return load_section(CleanConfig, raw or {}, str(path))
 
 
+def clean_records(records, plan: CleanPlan, log: StepLog, pii_total: Counter) -> Iterator[dict]:
+    """The kept records of a stream of (location, record), each with provenance; drops and changes logged."""
+    for loc, record in records:
+        result = clean_record(record, plan)
+        pii_total.update(result.pii)
+        source = origin(loc, record)
+        if result.record is None:
+            log.dropped(source, result.drop_rule, result.drop_reason)
+            continue
+        if result.changes:
+            log.changed(source, result.changes)
+        elif result.pii:  # report-only mode: kept unchanged, but listed
+            log.flagged(source, "pii", "personal data: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(result.pii.items())))
+        yield with_provenance(result.record, loc)
+
+
 def clean_file(in_path: str | Path, out_path: str | Path, config: CleanConfig | None = None,
-               on_error: str = "skip") -> dict:
-    """Stream IN → OUT through the cleaner; returns the step summary (counts per rule, personal data)."""
+               on_error: str = "skip", workers: int = 1) -> dict:
+    """Stream IN → OUT through the cleaner; returns the step summary (counts per rule, personal data).
+
+    `workers` > 1 (0 = every core) cleans a JSONL input on that many processes, with the same output and log.
+    """
     plan = build_plan(config)
     pii_total: Counter = Counter()
+    workers = resolve_workers(workers)
     with StepLog("clean", out_path) as log:
-        def records():
-            for loc, record in read_input(in_path, log, on_error):
-                result = clean_record(record, plan)
-                pii_total.update(result.pii)
-                source = origin(loc, record)
-                if result.record is None:
-                    log.dropped(source, result.drop_rule, result.drop_reason)
-                    continue
-                if result.changes:
-                    log.changed(source, result.changes)
-                elif result.pii:  # report-only mode: kept unchanged, but listed
-                    log.flagged(source, "pii", "personal data: " + ", ".join(
-                        f"{k} {v}" for k, v in sorted(result.pii.items())))
-                yield with_provenance(result.record, loc)
-        log.written = write_jsonl(out_path, records())
+        if workers > 1 and is_jsonl(in_path):
+            if not Path(in_path).exists():
+                raise DataError(str(in_path), None, None, "file not found")
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+            with open(out_path, "w", encoding="utf-8") as out:
+                for text, entries, counts, pii in chunk_results(in_path, _clean_chunk, workers, _start_worker,
+                                                                (plan.config, on_error)):
+                    out.write(text)
+                    log.merge(counts, entries)
+                    pii_total.update(pii)
+            if log.read == 0:
+                raise empty_file_error(in_path)
+        else:
+            log.written = write_jsonl(out_path, clean_records(read_input(in_path, log, on_error), plan, log, pii_total))
         log.extra["pii"] = {"action": plan.config.pii.action if plan.config.pii.enabled else "off",
                             "found": dict(pii_total)}
         return log.summary()
+
+
+# A parallel worker's plan, built once per process by `_start_worker` (see `data/parallel.py`).
+_worker: dict = {}
+
+
+def _start_worker(config: CleanConfig, on_error: str) -> None:
+    _worker.update(plan=build_plan(config), on_error=on_error)
+
+
+def _clean_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[str, str, dict, Counter]:
+    """One chunk of a JSONL file: (output lines, log lines, log counts, personal data found)."""
+    log, pii = StepLog("clean", stream=io.StringIO()), Counter()
+    records = read_input_lines(name, first_line, lines, log, _worker["on_error"])
+    encode = json_encoder()
+    out = [encode(record) for record in clean_records(records, _worker["plan"], log, pii)]
+    log.written = len(out)
+    return "".join(f"{line}\n" for line in out), log.entries(), log.counts(), pii

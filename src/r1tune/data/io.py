@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,8 +60,20 @@ def read_records(
                ".tsv": _read_csv, ".parquet": _read_parquet}
     if suffix not in readers:
         raise DataError(str(path), None, None, f"unknown file type '{suffix}' (use .jsonl, .json, .csv or .parquet)")
+    count = yield from located_records(readers[suffix](path), on_error, skipped)
+    if count == 0 and not (skipped and any(e.file == str(path) for e in skipped)):
+        raise empty_file_error(path)
+
+
+def empty_file_error(path: str | Path) -> DataError:
+    return DataError(str(path), None, None, "file is empty: no records found")
+
+
+def located_records(items, on_error: str, skipped: list[DataError] | None):
+    """The records of a reader's items; a DataError item stops (on_error="stop") or goes to `skipped`.
+    Returns (as the generator's value) how many records it yielded."""
     count = 0
-    for item in readers[suffix](path):
+    for item in items:
         if isinstance(item, DataError):
             if on_error == "stop":
                 raise item
@@ -69,16 +82,35 @@ def read_records(
             continue
         count += 1
         yield item
-    if count == 0 and not (skipped and any(e.file == str(path) for e in skipped)):
-        raise DataError(str(path), None, None, "file is empty: no records found")
+    return count
 
 
-def _decode(raw: bytes, path: Path, line: int) -> str | DataError:
+def is_jsonl(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in (".jsonl", ".ndjson")
+
+
+def jsonl_chunks(path: str | Path, lines_per_chunk: int = 2000) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the chunk's first line, its raw lines): a JSONL file cut for parallel workers, which parse
+    each chunk with `read_jsonl_lines` exactly as `read_records` parses the whole file."""
+    with open(path, "rb") as f:
+        first, lines = 1, []
+        for raw in f:
+            if first == 1 and not lines and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            lines.append(raw)
+            if len(lines) == lines_per_chunk:
+                yield first, lines
+                first, lines = first + len(lines), []
+        if lines:
+            yield first, lines
+
+
+def _decode(raw: bytes, name: str, line: int) -> str | DataError:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         bad = raw[e.start:e.start + 4]
-        return DataError(str(path), line, None, f"invalid UTF-8 at byte {e.start} of the line ({bad!r})")
+        return DataError(name, line, None, f"invalid UTF-8 at byte {e.start} of the line ({bad!r})")
 
 
 def _object_or_error(value, loc: Location) -> dict | DataError:
@@ -88,44 +120,49 @@ def _object_or_error(value, loc: Location) -> dict | DataError:
 
 
 def _read_jsonl(path: Path):
+    with open(path, "rb") as f:
+        first = f.readline()
+        if first.startswith(BOM):
+            first = first[len(BOM):]
+        yield from read_jsonl_lines(str(path), 1, itertools.chain((first,), f) if first else ())
+
+
+def read_jsonl_lines(name: str, first_line: int, lines):
+    """(location, record) or DataError for each non-blank line; `first_line` numbers the first of `lines`."""
     fast = orjson.loads if orjson is not None else None
     fast_error = orjson.JSONDecodeError if orjson is not None else ValueError
-    name = str(path)
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            if line_no == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
-            if fast is not None:
-                # orjson accepts a subset of what json.loads accepts (strict UTF-8, no NaN/Infinity, no lone
-                # surrogates, no blank line) and gives the same value for it, screened lines aside. Anything
-                # it rejects goes the json-module way below, so every message stays the json module's.
-                screened = raw.translate(_SCREEN)
-                if _LONG_NUMBER not in screened and screened.count(b"[") < _MAX_BRACKETS:
-                    try:
-                        value = fast(raw)
-                    except fast_error:
-                        pass
+    for line_no, raw in enumerate(lines, start=first_line):
+        if fast is not None:
+            # orjson accepts a subset of what json.loads accepts (strict UTF-8, no NaN/Infinity, no lone
+            # surrogates, no blank line) and gives the same value for it, screened lines aside. Anything
+            # it rejects goes the json-module way below, so every message stays the json module's.
+            screened = raw.translate(_SCREEN)
+            if _LONG_NUMBER not in screened and screened.count(b"[") < _MAX_BRACKETS:
+                try:
+                    value = fast(raw)
+                except fast_error:
+                    pass
+                else:
+                    loc = Location(name, line_no)
+                    if type(value) is dict:
+                        yield loc, value
                     else:
-                        loc = Location(name, line_no)
-                        if type(value) is dict:
-                            yield loc, value
-                        else:
-                            yield _object_or_error(value, loc)
-                        continue
-            text = _decode(raw, path, line_no)
-            if isinstance(text, DataError):
-                yield text
-                continue
-            if not text.strip():
-                continue
-            loc = Location(str(path), line_no)
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield loc.error(None, f"invalid JSON at column {e.colno}: {e.msg}")
-                continue
-            record = _object_or_error(value, loc)
-            yield record if isinstance(record, DataError) else (loc, record)
+                        yield _object_or_error(value, loc)
+                    continue
+        text = _decode(raw, name, line_no)
+        if isinstance(text, DataError):
+            yield text
+            continue
+        if not text.strip():
+            continue
+        loc = Location(name, line_no)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield loc.error(None, f"invalid JSON at column {e.colno}: {e.msg}")
+            continue
+        record = _object_or_error(value, loc)
+        yield record if isinstance(record, DataError) else (loc, record)
 
 
 def _read_whole_text(path: Path) -> str | DataError:

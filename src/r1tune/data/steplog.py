@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
-from r1tune.data.io import Location, json_encoder, read_records
+from r1tune.data.io import Location, json_encoder, located_records, read_jsonl_lines, read_records
 from r1tune.errors import DataError
 
 
@@ -29,11 +30,16 @@ def log_path_for(out: str | Path) -> Path:
 class StepLog:
     """Counts and logs what one step did to the records that passed through it."""
 
-    def __init__(self, step: str, out_path: str | Path, log_path: str | Path | None = None):
+    def __init__(self, step: str, out_path: str | Path | None = None, log_path: str | Path | None = None,
+                 stream: TextIO | None = None):
+        """Logs to `log_path` (default: next to `out_path`), or to `stream` (a parallel worker's part)."""
         self.step = step
-        self.path = Path(log_path) if log_path else log_path_for(out_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w", encoding="utf-8")
+        if stream is not None:
+            self.path, self._file = None, stream
+        else:
+            self.path = Path(log_path) if log_path else log_path_for(out_path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", encoding="utf-8")
         self._encode = json_encoder()  # the text of json.dumps(entry, ensure_ascii=False)
         self.read = 0
         self.written = 0
@@ -83,6 +89,26 @@ class StepLog:
         self._write({"source": source, "step": self.step, "action": "added", "rule": rule, "reason": reason,
                      **detail})
 
+    _COUNTERS = ("dropped_by", "changed_by", "flagged_by", "added_by")
+
+    def counts(self) -> dict:
+        """What `merge` needs from a worker's log: the counts (its entries travel as text)."""
+        return {"read": self.read, "written": self.written, "changed_records": self.changed_records,
+                **{name: getattr(self, name) for name in self._COUNTERS}}
+
+    def entries(self) -> str:
+        """The lines written so far, for a log kept in a `stream` (io.StringIO)."""
+        return self._file.getvalue()
+
+    def merge(self, counts: dict, entries: str) -> None:
+        """Take in a worker's part: its log lines (in order, after those already written) and its counts."""
+        self._file.write(entries)
+        self.read += counts["read"]
+        self.written += counts["written"]
+        self.changed_records += counts["changed_records"]
+        for name in self._COUNTERS:
+            getattr(self, name).update(counts[name])
+
     def summary(self) -> dict:
         out = {"step": self.step, "read": self.read, "written": self.written,
                "dropped": sum(self.dropped_by.values()), "dropped_by_rule": dict(self.dropped_by),
@@ -100,7 +126,17 @@ class StepLog:
 def read_input(path: str | Path, log: StepLog, on_error: str = "skip") -> Iterator[tuple[Location, dict]]:
     """Stream records; with on_error="skip" an unreadable line is logged as dropped and reading goes on."""
     skipped: list[DataError] = []
+    return _logged(read_records(path, on_error=on_error, skipped=skipped), skipped, log)
 
+
+def read_input_lines(name: str, first_line: int, lines: list[bytes], log: StepLog,
+                     on_error: str = "skip") -> Iterator[tuple[Location, dict]]:
+    """`read_input` for one chunk of a JSONL file (see `io.jsonl_chunks`): the same records, errors and log."""
+    skipped: list[DataError] = []
+    return _logged(located_records(read_jsonl_lines(name, first_line, lines), on_error, skipped), skipped, log)
+
+
+def _logged(records, skipped: list[DataError], log: StepLog) -> Iterator[tuple[Location, dict]]:
     def drain() -> None:
         for err in skipped:
             log.read += 1
@@ -108,7 +144,7 @@ def read_input(path: str | Path, log: StepLog, on_error: str = "skip") -> Iterat
             log.dropped(where, "unreadable", err.problem)
         skipped.clear()
 
-    for loc, record in read_records(path, on_error=on_error, skipped=skipped):
+    for loc, record in records:
         if skipped:
             drain()
         log.read += 1

@@ -77,7 +77,7 @@ def run_prepare(cfg: PrepareConfig) -> dict:
         return target
 
     if cfg.clean.enabled:
-        run("clean", clean_file, cfg.clean, on_error=cfg.on_error)
+        run("clean", clean_file, cfg.clean, on_error=cfg.on_error, workers=cfg.workers)
     if cfg.convert.enabled:
         spec = cfg.convert.spec or getattr(cfg.convert, cfg.convert.kind)
         run("convert", convert_file, cfg.convert.kind, spec, on_error=cfg.on_error)
@@ -145,11 +145,11 @@ def _print(summary: dict) -> dict:
     return summary
 
 
-def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str = "skip") -> dict:
+def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str = "skip", workers: int = 1) -> dict:
     from r1tune.data.clean import clean_file, load_rules_file
 
     config = load_rules_file(rules) if rules else CleanConfig()
-    summary = _print(clean_file(inp, out, config, on_error))
+    summary = _print(clean_file(inp, out, config, on_error, workers=workers))
     if summary["pii"]["found"]:
         print("personal data: " + ", ".join(f"{k} {v}" for k, v in summary["pii"]["found"].items())
               + f" ({summary['pii']['action']})")
