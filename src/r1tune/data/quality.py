@@ -3,7 +3,8 @@
     r1tune prepare check data.jsonl --out report/      # report/quality.json, report/report.md, report/problems.jsonl
     report = check_file("data.jsonl", "report/", CheckConfig(labels=["正面", "负面"], thresholds={"any": 0.05}))
 
-One streaming pass (memory: about 40 bytes per distinct prompt, never the text). Rules:
+One streaming pass (memory: about 40 bytes per distinct prompt, never the text, plus fixed-size memos of short
+texts that repeat, such as labels). Rules:
 
   consistency   schema_mismatch, type_mismatch, label_not_in_set, label_variant, conflicting_labels,
                 conflicting_outputs, output_language, output_format
@@ -34,6 +35,9 @@ from r1tune.data.lang import detect_language, strip_tag
 from r1tune.data.pii import compile_patterns, find_pii
 from r1tune.data.records import (
     META_KEYS,
+    NON_TEXT_KEYS,
+    OUTPUT_KEYS,
+    PROMPT_KEYS,
     content_hash,
     get_path,
     label_key,
@@ -78,6 +82,7 @@ OPENERS, CLOSERS = "（(【[「『“{", "）)】]」』”}"
 _OPENERS_RE, _CLOSERS_RE = re.compile(f"[{re.escape(OPENERS)}]"), re.compile(f"[{re.escape(CLOSERS)}]")
 _FENCED_JSON = re.compile(r"^```(?:json)?\s*\n(.*)\n```\s*$", re.S)
 _PROSE_PUNCT = re.compile(r"[，,。！？!?；;]|\.(?:\s|$)")
+SHORT_TEXT = 64  # texts up to this length are remembered (see _Memo): short texts are the ones that repeat
 
 
 @dataclass
@@ -108,6 +113,48 @@ def _type_name(value) -> str:
     if isinstance(value, (int, float)):
         return "number"
     return {str: "text", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _count(counter: Counter, key, examples: dict[object, list], source: str, limit: int) -> None:
+    """counter[key] += 1, keeping the source in examples[key] while that holds fewer than `limit`. The examples
+    of a key grow with its count, so the count before this record says whether there is room (no len())."""
+    n = counter[key]
+    counter[key] = n + 1
+    if n < limit:
+        examples[key].append(source)
+
+
+class _Memo(dict):
+    """fn(text) remembered for texts that repeat: labels, short answers, a dataset's few instructions.
+
+    Bounded for a stream of any length: emptied when full. Callers put in only texts of at most SHORT_TEXT
+    characters, so a full memo holds about `size` × SHORT_TEXT characters (a few megabytes at most)."""
+
+    __slots__ = ("fn", "size")
+
+    def __init__(self, fn, size: int = 4096):
+        super().__init__()
+        self.fn, self.size = fn, size
+
+    def __missing__(self, text):
+        if len(self) >= self.size:
+            self.clear()
+        result = self[text] = self.fn(text)
+        return result
+
+
+def _flat_prompt_and_answer(record: dict) -> tuple[str, tuple | None, object]:
+    """(prompt text, answer path, answer value) of a record with no list values (so no turns) whose texts
+    are all plain str: what `prompt_slots`, `output_slot` and `get_path` give there, without building paths."""
+    prompt = "\n".join([_strip_tag(value) for key in PROMPT_KEYS if type(value := record.get(key)) is str])
+    for key in OUTPUT_KEYS:
+        if key in record and not isinstance(value := record[key], (dict, list)):
+            return prompt, (key,), value
+    return prompt, None, None
+
+
+def _strip_tag(text: str) -> str:
+    return strip_tag(text) if text[:1] == "[" else text  # every tag starts with "[": skip the regex otherwise
 
 
 def _is_empty(value) -> bool:
@@ -145,10 +192,12 @@ def truncation_reason(text: str, is_answer: bool) -> str | None:
         return "a code block is opened and never closed"
     if stripped.endswith(("...", "…", "……")) and not stripped.endswith(("etc...", "等...")):
         return "ends with an ellipsis"
-    opened = len(_OPENERS_RE.findall(stripped))
-    closed = len(_CLOSERS_RE.findall(stripped))
-    if opened > closed and stripped[-1] not in CLOSERS:
-        return f"{opened - closed} bracket(s) or quote(s) opened and not closed"
+    if stripped[-1] not in CLOSERS:  # (counted only where they can matter: two scans of the whole text)
+        opened = len(_OPENERS_RE.findall(stripped))
+        if opened:
+            closed = len(_CLOSERS_RE.findall(stripped))
+            if opened > closed:
+                return f"{opened - closed} bracket(s) or quote(s) opened and not closed"
     last = stripped[-1]
     if len(text) in ROUND_LENGTHS and last not in TERMINAL:
         return f"exactly {len(text)} characters and no closing punctuation"
@@ -232,113 +281,156 @@ class QualityChecker:
         if unknown:
             raise R1TuneError(f"check.thresholds: unknown rule(s) {unknown}; rules are {sorted(known)}")
         self.pii_patterns = compile_patterns([p.model_dump() for p in self.pii_cfg.patterns])
+        # settings read for every record, looked up once
+        self.required_fields = self.cfg.required_fields
+        self.number_fields = frozenset(self.cfg.number_fields)
+        self.label_field = self.cfg.label_field
+        self.json_output = self.cfg.json_output
+        self.declared_labels = sorted(self.labels) if self.labels is not None else None
+        self.declared_checks = bool(self.cfg.number_fields or self.cfg.reference_fields or self.user_checks)
+        # results that depend on a short text alone, for the texts that repeat (labels, answers, instructions)
+        self._parses_as_number = _Memo(lambda text: parse_number(text) is not None)
+        self._label_json = _Memo(encode_sorted_json)
+        self._hashes = _Memo(content_hash)
+        self._languages = _Memo(lambda text: detect_language(text)["lang"])
+        self._truncation = _Memo(lambda text: truncation_reason(text, is_answer=False))
+        self._answer_truncation = _Memo(lambda text: truncation_reason(text, is_answer=True))
+        self.pii_kinds_checked, self.pii_name_fields = self.pii_cfg.kinds, self.pii_cfg.name_fields
+        kinds, patterns = self.pii_kinds_checked, self.pii_patterns
+        self._pii_kinds = _Memo(lambda text: tuple(m.kind for m in find_pii(text, kinds, patterns)))  # no names
 
     # -------------------------------------------------------------- per record
 
     def add(self, record: dict, source: str) -> list[dict]:
         """Check one record; returns its problems [{rule, detail}] (dataset-level rules come at the end)."""
         self.records += 1
-        problems: list[dict] = []
+        problems: list[tuple[str, str]] = []  # (rule, detail) in the order found
+        try:
+            self._check_record(record, source, problems)
+        finally:  # tallied even where a check raises (a value JSON cannot encode): a caller may go on
+            tallies, limit = self.tallies, self.limit
+            for rule, detail in problems:
+                tallies[rule].add(source, detail, limit)
+        if not problems:
+            return []
+        self.flagged_records += 1
+        return [{"rule": rule, "detail": detail} for rule, detail in problems]
 
-        def problem(rule: str, detail: str) -> None:
-            self.tallies[rule].add(source, detail, self.limit)
-            problems.append({"rule": rule, "detail": detail})
-
-        content = {k: v for k, v in record.items() if k not in META_KEYS}
-        keys = frozenset(content)
-        self.schemas[keys] += 1
-        if len(self.schema_examples[keys]) < self.limit:
-            self.schema_examples[keys].append(source)
-        for key, value in content.items():
-            t = _type_name(value)
+    def _check_record(self, record: dict, source: str, problems: list[tuple[str, str]]) -> None:
+        """The record-level rules: updates the dataset counts and appends (rule, detail) in report order."""
+        limit = self.limit
+        # One pass over the fields (r1tune's metadata excluded): schema, types, numeric columns, emptiness,
+        # and the text slots of a record without lists (its top-level texts; see `text_slots`).
+        fmt = detect_format(record)
+        required = self.required_fields if self.required_fields is not None else REQUIRED_BY_FORMAT.get(fmt, [])
+        keys = frozenset(record)
+        if not META_KEYS.isdisjoint(keys):
+            keys -= META_KEYS
+        _count(self.schemas, keys, self.schema_examples, source, limit)
+        texts: list[tuple[tuple, str]] | None = []  # None: the record has lists, `text_slots` walks them
+        empty_keys = []
+        types, type_examples, numeric, number_fields = self.types, self.type_examples, self.numeric, self.number_fields
+        parses_as_number = self._parses_as_number
+        for key, value in record.items():
+            if key in META_KEYS:
+                continue
+            t = _TYPE_NAMES.get(type(value)) or _type_name(value)
             if t != "null":  # null is judged as emptiness, not as a type
-                self.types[key][t] += 1
-                if len(self.type_examples[(key, t)]) < self.limit:
-                    self.type_examples[(key, t)].append(source)
+                counter = types[key]
+                n = counter[t]
+                counter[t] = n + 1
+                if n < limit:  # see `_count`
+                    type_examples[(key, t)].append(source)
             # short scalar values: is this a numeric column (3.5亿, 1,234.5, 12%) with some values that are not?
-            if key not in self.cfg.number_fields and (t == "number" or (t == "text" and 0 < len(value) <= 40)):
-                stats = self.numeric[key]
-                if t == "number" or parse_number(value) is not None:
-                    stats[0] += 1
-                else:
-                    stats[1] += 1
-                    if len(stats[2]) < self.limit:
-                        stats[2].append((source, value))
+            if t == "text":  # exactly a str
+                if 0 < len(value) <= 40 and key not in number_fields:
+                    stats = numeric[key]
+                    if parses_as_number[value]:
+                        stats[0] += 1
+                    else:
+                        stats[1] += 1
+                        if len(stats[2]) < limit:
+                            stats[2].append((source, value))
+                empty = not value.strip()
+                if texts is not None and key not in NON_TEXT_KEYS:
+                    texts.append(((key,), value))
+            else:
+                if t == "number" and key not in number_fields:
+                    numeric[key][0] += 1  # parse_number reads every int and float
+                empty = _is_empty(value)
+                if isinstance(value, (str, list)):  # a str subclass, or a list that may hold turns
+                    texts = None
+            if empty and (key not in OPTIONAL_FIELDS or key in required):
+                empty_keys.append(key)
 
         # completeness: required, empty
-        fmt = detect_format(record)
-        required = self.cfg.required_fields if self.cfg.required_fields is not None else REQUIRED_BY_FORMAT.get(fmt, [])
         for key in required:
-            if key not in content:
-                problem("missing_field", f"'{key}' is absent")
-        for key, value in content.items():
-            if _is_empty(value) and (key not in OPTIONAL_FIELDS or key in required):
-                problem("empty_field", f"'{key}' is empty")
+            if key in META_KEYS or key not in record:
+                problems.append(("missing_field", f"'{key}' is absent"))
+        for key in empty_keys:
+            problems.append(("empty_field", f"'{key}' is empty"))
         if fmt is not None and not (fmt == "alpaca" and _plain_alpaca(record)):
             try:
                 to_sample(record, _Loc(source), fmt)
             except DataError as e:
-                problem("format_invalid", f"{e.field + ': ' if e.field else ''}{e.problem}")
+                problems.append(("format_invalid", f"{e.field + ': ' if e.field else ''}{e.problem}"))
 
         # labels
-        lkey = label_key(record, self.cfg.label_field)
-        label = None
+        lkey = label_key(record, self.label_field)
+        label = None  # the label as JSON text, as conflicts compare it; None when empty
         if lkey is not None:
             if lkey not in record:
-                problem("missing_field", f"label field '{lkey}' is absent")
+                problems.append(("missing_field", f"label field '{lkey}' is absent"))
+            elif type(raw := record[lkey]) is str and raw.strip():  # the common case: one text label
+                self._count_label(raw, source, problems)
+                label = self._label_json[raw] if len(raw) <= SHORT_TEXT else encode_sorted_json(raw)
             else:
-                raw = record[lkey]
                 values = raw if isinstance(raw, list) and raw and all(isinstance(v, (str, int)) for v in raw) else [raw]
                 for value in values:
                     if value is None or isinstance(value, (dict, list, bool)) or (isinstance(value, str)
                                                                                   and not value.strip()):
-                        problem("label_invalid", f"label {value!r}")
+                        problems.append(("label_invalid", f"label {value!r}"))
                         continue
-                    value = str(value)
-                    self.label_counts[value] += 1
-                    if len(self.label_examples[value]) < self.limit:
-                        self.label_examples[value].append(source)
-                    if self.labels is not None and value not in self.labels:
-                        problem("label_not_in_set", f"label '{value}' is not one of {sorted(self.labels)}")
+                    self._count_label(str(value), source, problems)
                 label = encode_sorted_json(raw) if not _is_empty(raw) else None
 
         # prompt and answer
-        slots = prompt_slots(record)
-        prompt = "\n".join(strip_tag(str(get_path(record, p))) for p in slots)
-        out_path = output_slot(record)
-        answer = get_path(record, out_path) if out_path else None
+        if texts is not None:  # no lists, so no turns: the slots are top-level fields
+            prompt, out_path, answer = _flat_prompt_and_answer(record)
+        else:
+            prompt = "\n".join([_strip_tag(str(get_path(record, p))) for p in prompt_slots(record)])
+            out_path = output_slot(record)
+            answer = get_path(record, out_path) if out_path else None
         answer = _answer_text(answer) if isinstance(answer, str) else None
 
-        prompt_lang = detect_language(prompt)["lang"] if prompt else None
+        prompt_lang = self._language(prompt) if prompt else None
         if prompt_lang:
             self.prompt_langs[prompt_lang] += 1
         if answer:
             body = _json_body(answer)
             parsed_ok = False
-            if body[:1] in ("{", "[") or self.cfg.json_output == "always":
+            if body[:1] in ("{", "[") or self.json_output == "always":
                 try:
                     json.loads(body)
                     parsed_ok = True
                 except json.JSONDecodeError as e:
-                    if self.cfg.json_output != "never":
-                        problem("json_invalid", f"{e.msg} at line {e.lineno} column {e.colno}")
+                    if self.json_output != "never":
+                        problems.append(("json_invalid", f"{e.msg} at line {e.lineno} column {e.colno}"))
             kind = "json" if parsed_ok else "text"
-            self.output_formats[kind] += 1
-            if len(self.format_examples[kind]) < self.limit:
-                self.format_examples[kind].append(source)
+            _count(self.output_formats, kind, self.format_examples, source, limit)
             # language of prose answers only: JSON keys and class names are not prose
             is_label = lkey is not None and answer == str(record.get(lkey))
             if not parsed_ok and not is_label:
-                answer_lang = detect_language(answer)["lang"]
+                answer_lang = self._language(answer)
                 self.output_langs[answer_lang] += 1
-                if {prompt_lang, answer_lang} == {"zh", "en"}:
-                    problem("output_language", f"prompt is {prompt_lang}, answer is {answer_lang}")
+                if (prompt_lang, answer_lang) in (("zh", "en"), ("en", "zh")):
+                    problems.append(("output_language", f"prompt is {prompt_lang}, answer is {answer_lang}"))
 
         # conflicts: the same prompt with another label or another answer
         if prompt.strip():
             key = content_hash(" ".join(prompt.split()).casefold())
-            answer_hash = content_hash(answer) if answer else 0  # 0: none
-            label_hash = content_hash(label) if label is not None else 0
+            answer_hash = self._hash(answer) if answer else 0  # 0: none
+            label_hash = self._hash(label) if label is not None else 0
             if label is not None and label_hash not in self.label_text and len(self.label_text) < 10_000:
                 self.label_text[label_hash] = label
             seen = self.seen_inputs.get(key)
@@ -348,66 +440,86 @@ class QualityChecker:
                 first_label, first_answer, first_source = seen
                 first_source = self.sources.unpack(first_source)
                 if label_hash and first_label and label_hash != first_label:
-                    problem("conflicting_labels", f"label {label} here, "
-                                                  f"{self.label_text.get(first_label, 'another')} at {first_source}")
+                    problems.append(("conflicting_labels", f"label {label} here, "
+                                     f"{self.label_text.get(first_label, 'another')} at {first_source}"))
                 elif not label_hash and answer_hash and first_answer and answer_hash != first_answer:
-                    problem("conflicting_outputs", f"another answer to the same prompt at {first_source}")
+                    problems.append(("conflicting_outputs", f"another answer to the same prompt at {first_source}"))
 
         # truncation on every text, mid-sentence only for the answer
-        all_text = list(text_slots(record))
-        texts = [text for _, text in all_text]
-        for path, text in all_text:
-            reason = truncation_reason(text, is_answer=out_path is not None and path == out_path)
+        if texts is None:
+            texts = list(text_slots(record))
+        for path, text in texts:
+            if len(text) < 20:  # too short to judge: truncation_reason says None
+                continue
+            is_answer = out_path is not None and path == out_path
+            if len(text) <= SHORT_TEXT:
+                reason = (self._answer_truncation if is_answer else self._truncation)[text]
+            else:
+                reason = truncation_reason(text, is_answer)
             if reason:
-                problem("truncated_text", f"{path_str(path)}: {reason}")
+                problems.append(("truncated_text", f"{path_str(path)}: {reason}"))
 
         # correctness of declared fields
+        if self.declared_checks:
+            self._declared_checks(record, answer, problems)
+
+        # personal data still present
+        if self.pii_cfg.enabled:
+            names = [str(record[f]) for f in self.pii_name_fields if isinstance(record.get(f), str)]
+            found: list[str] = []  # kinds, in order of appearance
+            for _, text in texts:
+                if not names and len(text) <= SHORT_TEXT:
+                    found += self._pii_kinds[text]
+                else:
+                    found += [m.kind for m in find_pii(text, self.pii_kinds_checked, self.pii_patterns, names)]
+            if found:
+                counts = Counter(found)
+                self.pii_kinds.update(counts)
+                problems.append(("pii", ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))))
+
+    def _declared_checks(self, record: dict, answer: str | None, problems: list) -> None:
+        """Number fields, reference fields and user checks, where the configuration declares any."""
         for key in self.cfg.number_fields:
             value = record.get(key)
             if key in record and not _is_empty(value) and parse_number(value) is None:
-                problem("number_invalid", f"'{key}' = {value!r}")
+                problems.append(("number_invalid", f"'{key}' = {value!r}"))
         for key in self.cfg.reference_fields:
             refs = record.get(key)
             for ref in (refs if isinstance(refs, list) else [refs] if refs is not None else []):
                 if str(ref) not in record:
-                    problem("reference_missing", f"'{key}' refers to '{ref}', which is not a field")
+                    problems.append(("reference_missing", f"'{key}' refers to '{ref}', which is not a field"))
         for check, regex, validator in self.user_checks:
-            if check.field:
-                value = record.get(check.field)
-            else:
-                value = answer
-            rule = f"user:{check.name}"
-            if value is None:
-                problem(rule, f"no '{check.field or 'answer'}' to check")
-            elif regex is not None:
-                if not regex.search(str(value)):
-                    problem(rule, f"does not match {check.regex!r}")
-            else:
-                try:
-                    data = json.loads(_json_body(value)) if isinstance(value, str) else value
-                except json.JSONDecodeError as e:
-                    problem(rule, f"not JSON: {e.msg}")
-                else:
-                    error = next(iter(validator.iter_errors(data)), None)
-                    if error is not None:
-                        where = "/".join(map(str, error.absolute_path)) or "(root)"
-                        problem(rule, f"{where}: {error.message}")
+            self._user_check(check, regex, validator, record.get(check.field) if check.field else answer, problems)
 
-        # personal data still present
-        if self.pii_cfg.enabled:
-            names = [str(record[f]) for f in self.pii_cfg.name_fields if isinstance(record.get(f), str)]
-            found: Counter = Counter()
-            for text in texts:
-                matches = find_pii(text, self.pii_cfg.kinds, self.pii_patterns, names)
-                if matches:
-                    found.update(m.kind for m in matches)
-            if found:
-                self.pii_kinds.update(found)
-                problem("pii", ", ".join(f"{k} {v}" for k, v in sorted(found.items())))
+    def _count_label(self, value: str, source: str, problems: list) -> None:
+        _count(self.label_counts, value, self.label_examples, source, self.limit)
+        if self.labels is not None and value not in self.labels:
+            problems.append(("label_not_in_set", f"label '{value}' is not one of {self.declared_labels}"))
 
-        if problems:
-            self.flagged_records += 1
-        return problems
+    def _language(self, text: str) -> str:
+        return self._languages[text] if len(text) <= SHORT_TEXT else detect_language(text)["lang"]
+
+    def _hash(self, text: str) -> int:
+        return self._hashes[text] if len(text) <= SHORT_TEXT else content_hash(text)
+
+    @staticmethod
+    def _user_check(check, regex, validator, value, problems: list) -> None:
+        rule = f"user:{check.name}"
+        if value is None:
+            problems.append((rule, f"no '{check.field or 'answer'}' to check"))
+        elif regex is not None:
+            if not regex.search(str(value)):
+                problems.append((rule, f"does not match {check.regex!r}"))
+        else:
+            try:
+                data = json.loads(_json_body(value)) if isinstance(value, str) else value
+            except json.JSONDecodeError as e:
+                problems.append((rule, f"not JSON: {e.msg}"))
+            else:
+                error = next(iter(validator.iter_errors(data)), None)
+                if error is not None:
+                    where = "/".join(map(str, error.absolute_path)) or "(root)"
+                    problems.append((rule, f"{where}: {error.message}"))
 
     # -------------------------------------------------------------- dataset level
 
