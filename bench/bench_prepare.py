@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_prepare.py            # 20 MB synthetic file, about half a minute
     .venv/bin/python bench/bench_prepare.py --mb 2000  # the 2 GB case: memory stays flat
-    .venv/bin/python bench/bench_prepare.py --workers 4  # also the clean step on 4 processes (default: every core)
+    .venv/bin/python bench/bench_prepare.py --workers 4  # clean and check also on 4 processes (default: every core)
 
 Generates a synthetic JSONL of Chinese, English and mixed finance / medical records (with HTML
 remnants, full-width characters, symbol noise, personal data and 5% duplicates) in a temporary folder,
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=20, help="Size of the synthetic input in MB (default 20).")
     parser.add_argument("--keep", help="Write the files here instead of a temporary folder.")
     parser.add_argument("--workers", type=int, default=0,
-                        help="Also time the clean step on this many processes (default 0: every core; 1: skip).")
+                        help="Also time clean and check on this many processes (default 0: every core; 1: skip).")
     args = parser.parse_args()
 
     from r1tune.data.clean import clean_file
@@ -118,22 +118,35 @@ def main() -> None:
         cpu["dedupe_exact"] = time.process_time() - start_cpu
         rss_after["dedupe_exact"] = peak_rss_mb()
 
-        # The clean step on several processes: wall-clock rate, and the CPU of parent and workers together.
+        # Clean and check on several processes: wall-clock rate, the CPU of parent and workers together, and
+        # whether the files are the same as one process wrote.
         workers = resolve_workers(args.workers)
         parallel = None
         if workers > 1:
-            children = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            clean_file(raw, folder / "clean-parallel.jsonl", workers=workers)
-            wall = time.perf_counter() - start
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu_all = time.process_time() - start_cpu + (after.ru_utime + after.ru_stime) - \
-                (children.ru_utime + children.ru_stime)
-            same = (folder / "clean-parallel.jsonl").read_bytes() == (folder / "clean.jsonl").read_bytes() and \
-                (folder / "clean-parallel.log.jsonl").read_bytes() == (folder / "clean.log.jsonl").read_bytes()
-            parallel = {"workers": workers, "wall_s": round(wall, 2), "mb_per_s_wall": round(size_mb / wall, 2),
-                        "speedup_vs_one_process_wall": round(timings["clean"] / wall, 2),
-                        "cpu_s_all_processes": round(cpu_all, 2), "output_and_log_identical": same}
+            def timed(fn, *fn_args) -> tuple[float, float]:
+                children = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start, start_cpu = time.perf_counter(), time.process_time()
+                fn(*fn_args, workers=workers)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                return time.perf_counter() - start, time.process_time() - start_cpu + \
+                    (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+
+            same = lambda a, b: (folder / a).read_bytes() == (folder / b).read_bytes()  # noqa: E731
+            parallel = {"workers": workers}
+            wall, cpu_all = timed(clean_file, raw, folder / "clean-parallel.jsonl")
+            parallel["clean"] = {"wall_s": round(wall, 2), "mb_per_s_wall": round(size_mb / wall, 2),
+                                 "speedup_vs_one_process_wall": round(timings["clean"] / wall, 2),
+                                 "cpu_s_all_processes": round(cpu_all, 2),
+                                 "output_and_log_identical": same("clean-parallel.jsonl", "clean.jsonl")
+                                 and same("clean-parallel.log.jsonl", "clean.log.jsonl")}
+            wall, cpu_all = timed(check_file, folder / "clean.jsonl", folder / "report-parallel")
+            parallel["check"] = {"wall_s": round(wall, 2), "mb_per_s_wall": round(size_mb / wall, 2),
+                                 "speedup_vs_one_process_wall": round(timings["check"] / wall, 2),
+                                 "cpu_s_all_processes": round(cpu_all, 2),
+                                 "problems_log_identical": same("report-parallel/problems.jsonl",
+                                                                "report/problems.jsonl")}
+            both = parallel["clean"]["wall_s"] + parallel["check"]["wall_s"]
+            parallel["clean_plus_check"] = {"wall_s": round(both, 2), "mb_per_s_wall": round(size_mb / both, 2)}
 
     def rate(names: list[str]) -> dict:
         wall, cpu_s = sum(timings[n] for n in names), sum(cpu[n] for n in names)
@@ -147,7 +160,7 @@ def main() -> None:
         "steps": {name: rate([name]) for name in timings},
         "clean_plus_check": rate(["clean", "check"]),
         "clean_plus_check_plus_dedupe": rate(list(timings)),
-        "clean_on_several_processes": parallel,
+        "on_several_processes": parallel,
         "peak_rss_mb_after": {k: round(v) for k, v in rss_after.items()},
         "counts": {"clean_dropped": clean["dropped"], "clean_changed": clean["changed"],
                    "pii_masked": clean["pii"]["found"], "check_records_with_problems": report["records_with_problems"],

@@ -160,11 +160,12 @@ def prepare_check_cmd(
     labels: str | None = typer.Option(None, help="Declared label set, comma-separated."),
     label_field: str | None = typer.Option(None, help="Label field (default: label / category)."),
     threshold: list[str] = typer.Option([], help="rule=max_share, e.g. --threshold any=0.05; crossing exits 2."),
+    workers: int = typer.Option(1, min=0, help="Processes for a JSONL input (0 = every core); same report."),
 ):
     """Quality report: consistency, completeness, correctness, personal data."""
     from r1tune.recipes.prepare import check_step
 
-    check_step(inp, out, config, labels.split(",") if labels else None, label_field, threshold)
+    check_step(inp, out, config, labels.split(",") if labels else None, label_field, threshold, workers)
 
 
 @prepare_app.command("dedupe")

@@ -321,8 +321,8 @@ class PrepareConfig(Section):
     input: str = Field("", description="Raw data: .jsonl / .json / .csv / .parquet.")
     out: str = Field("runs/prepare", description="Output folder: one file and log per step, quality report, splits.")
     on_error: Literal["stop", "skip"] = Field("skip", description="Unreadable records: stop, or skip and log them.")
-    workers: int = Field(1, ge=0, description="Processes for the clean step on a JSONL input (0 = every core); "
-                         "the output and logs are the same as with one.")
+    workers: int = Field(1, ge=0, description="Processes for the clean and check steps on a JSONL input "
+                         "(0 = every core); the outputs, logs and report are the same as with one.")
     clean: CleanConfig = Field(default_factory=CleanConfig)
     convert: ConvertConfig = Field(default_factory=ConvertConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)

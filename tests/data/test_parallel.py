@@ -95,3 +95,38 @@ def test_a_data_error_crosses_a_process_boundary_whole():
 def test_zero_workers_means_every_available_core():
     assert parallel.resolve_workers(0) == parallel.available_cores() >= 1
     assert parallel.resolve_workers(3) == 3
+
+
+CHECKED = [
+    {"instruction": "判断情绪。", "input": "营收3.5亿元，同比增长12.3%", "output": "正面", "label": "正面"},
+    {"instruction": "判断情绪。", "input": "营收3.5亿元，同比增长12.3%", "output": "负面", "label": "负面"},  # conflict
+    "{broken",
+    {"instruction": "Summarise.", "input": "Net profit fell 20% (see note", "output": "Profit fell because costs"
+     " rose sharply in the third quarter and the company", "label": ""},  # truncated, empty label
+    {"instruction": "抽取", "input": "张三，电话13812345678", "output": "{\"name\": \"张三\",", "label": "中性"},
+    {"instruction": "Classify the sentiment.", "input": "Revenue rose 5%.", "output": "正面", "label": "positive"},
+    {"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "Hello there, how can I help"
+                                                                                   " you with the report today"}]},
+    {"instruction": "判断情绪。", "input": "营收3.5亿元，同比增长12.3%", "output": "中性", "label": ["中性", 3]},
+    {"instruction": "Summarise.", "input": "", "output": "ok", "amount": "1,234.5", "label": "正面"},
+    {"instruction": "Summarise.", "input": "x", "output": "ok", "amount": "n/a", "label": "正面"},
+]
+
+
+@pytest.mark.parametrize("labels", [None, ["正面", "负面", "中性"]])
+def test_the_check_on_two_workers_reports_what_one_process_reports(tmp_path, small_chunks, labels):
+    from r1tune.config import CheckConfig
+    from r1tune.data.quality import check_file
+
+    raw = write(tmp_path / "raw.jsonl", CHECKED * 4)
+    config = CheckConfig(labels=labels, min_label_count=3, examples=3)
+    one = check_file(raw, tmp_path / "one", config)
+    two = check_file(raw, tmp_path / "two", config, workers=2)
+
+    assert (tmp_path / "two" / "problems.jsonl").read_bytes() == (tmp_path / "one" / "problems.jsonl").read_bytes()
+    assert {k: v for k, v in two.items() if k != "problems_log"} == {k: v for k, v in one.items() if k != "problems_log"}
+    assert (tmp_path / "two" / "report.md").read_bytes() == (tmp_path / "one" / "report.md").read_bytes()
+    # conflicts across chunks were found, and every section had something to report
+    found = {rule for rules in one["sections"].values() for rule, r in rules.items() if r["count"]}
+    assert {"conflicting_labels", "truncated_text", "json_invalid", "pii", "empty_field", "output_language"} <= found
+    assert one["unreadable_records"] == 4 + 1

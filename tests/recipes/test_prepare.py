@@ -103,10 +103,14 @@ def test_the_pipeline_on_two_workers_writes_the_same_files(finance_run, tmp_path
     monkeypatch.chdir(ROOT)
     assert cli("prepare", EXAMPLE, "--set", f"out={tmp_path}", "--set", "workers=2") == 0
     for name in ["01-clean.jsonl", "01-clean.log.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl",
-                 "train-augmented.jsonl"]:
+                 "train-augmented.jsonl", "problems.jsonl"]:
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+    report = json.loads((tmp_path / "quality.json").read_text(encoding="utf-8"))
+    assert report["sections"] == json.loads((out / "quality.json").read_text(encoding="utf-8"))["sections"]
     assert cli("prepare", "clean", "configs/prepare-finance/raw.jsonl", tmp_path / "cli.jsonl", "--workers", "2") == 0
     assert (tmp_path / "cli.jsonl").stat().st_size > 0
+    assert cli("prepare", "check", tmp_path / "cli.jsonl", "--out", tmp_path / "cli-report", "--workers", "2") == 0
+    assert (tmp_path / "cli-report" / "quality.json").exists()
 
 
 def test_a_crossed_threshold_fails_the_run_after_writing_everything(tmp_path, capsys, monkeypatch):

@@ -20,6 +20,7 @@ threshold that is crossed sets `passed: false` and the command exits non-zero.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections import Counter, defaultdict
@@ -30,8 +31,9 @@ from r1tune.config import CheckConfig, PiiConfig
 from r1tune.data.clean import parse_number
 from r1tune.data.formats import detect_format, split_think, to_sample
 from r1tune.data.hashindex import HashIndex, SourceTable
-from r1tune.data.io import encode_sorted_json
+from r1tune.data.io import empty_file_error, encode_sorted_json, is_jsonl
 from r1tune.data.lang import detect_language, strip_tag
+from r1tune.data.parallel import chunk_results, resolve_workers
 from r1tune.data.pii import compile_patterns, find_pii
 from r1tune.data.records import (
     META_KEYS,
@@ -47,7 +49,7 @@ from r1tune.data.records import (
     prompt_slots,
     text_slots,
 )
-from r1tune.data.steplog import StepLog, read_input
+from r1tune.data.steplog import StepLog, read_input, read_input_lines
 from r1tune.errors import DataError, R1TuneError
 
 RULES: dict[str, tuple[str, str]] = {
@@ -238,7 +240,8 @@ class QualityChecker:
     stream past, and the dataset-level rules (schema, types, formats, balance) are decided at the end.
     """
 
-    def __init__(self, config: CheckConfig | None = None, pii: PiiConfig | None = None, input_name: str = ""):
+    def __init__(self, config: CheckConfig | None = None, pii: PiiConfig | None = None, input_name: str = "",
+                 defer_conflicts: bool = False):
         self.cfg = config or CheckConfig()
         self.pii_cfg = pii or PiiConfig()
         self.input_name = input_name
@@ -262,6 +265,10 @@ class QualityChecker:
         self.seen_inputs = HashIndex(columns=3)
         self.sources = SourceTable()
         self.label_text: dict[int, str] = {}
+        # A parallel worker leaves conflicts to the parent: `check` keeps (position, prompt key, label hash,
+        # answer hash, label) of the last record in deferred_conflict, and the parent calls `resolve`.
+        self.defer_conflicts = defer_conflicts
+        self.deferred_conflict: tuple | None = None
         self.labels = set(self.cfg.labels) if self.cfg.labels is not None else None
         self.rules = dict(RULES)
         self.user_checks = []
@@ -303,18 +310,22 @@ class QualityChecker:
 
     def add(self, record: dict, source: str) -> list[dict]:
         """Check one record; returns its problems [{rule, detail}] (dataset-level rules come at the end)."""
+        return [{"rule": rule, "detail": detail} for rule, detail in self.check(record, source)]
+
+    def check(self, record: dict, source: str) -> list[tuple[str, str]]:
+        """`add`, as (rule, detail) pairs in the order found."""
         self.records += 1
-        problems: list[tuple[str, str]] = []  # (rule, detail) in the order found
+        self.deferred_conflict = None
+        problems: list[tuple[str, str]] = []
         try:
             self._check_record(record, source, problems)
         finally:  # tallied even where a check raises (a value JSON cannot encode): a caller may go on
             tallies, limit = self.tallies, self.limit
             for rule, detail in problems:
                 tallies[rule].add(source, detail, limit)
-        if not problems:
-            return []
-        self.flagged_records += 1
-        return [{"rule": rule, "detail": detail} for rule, detail in problems]
+        if problems:
+            self.flagged_records += 1
+        return problems
 
     def _check_record(self, record: dict, source: str, problems: list[tuple[str, str]]) -> None:
         """The record-level rules: updates the dataset counts and appends (rule, detail) in report order."""
@@ -431,19 +442,12 @@ class QualityChecker:
             key = content_hash(" ".join(prompt.split()).casefold())
             answer_hash = self._hash(answer) if answer else 0  # 0: none
             label_hash = self._hash(label) if label is not None else 0
-            if label is not None and label_hash not in self.label_text and len(self.label_text) < 10_000:
-                self.label_text[label_hash] = label
-            seen = self.seen_inputs.get(key)
-            if seen is None:
-                self.seen_inputs.put(key, (label_hash, answer_hash, self.sources.pack(source)))
+            if self.defer_conflicts:  # a parallel worker: the parent, which sees every record in order, decides
+                self.deferred_conflict = (len(problems), key, label_hash, answer_hash, label)
             else:
-                first_label, first_answer, first_source = seen
-                first_source = self.sources.unpack(first_source)
-                if label_hash and first_label and label_hash != first_label:
-                    problems.append(("conflicting_labels", f"label {label} here, "
-                                     f"{self.label_text.get(first_label, 'another')} at {first_source}"))
-                elif not label_hash and answer_hash and first_answer and answer_hash != first_answer:
-                    problems.append(("conflicting_outputs", f"another answer to the same prompt at {first_source}"))
+                found = self.conflict(source, key, label_hash, answer_hash, label)
+                if found:
+                    problems.append(found)
 
         # truncation on every text, mid-sentence only for the answer
         if texts is None:
@@ -520,6 +524,85 @@ class QualityChecker:
                 if error is not None:
                     where = "/".join(map(str, error.absolute_path)) or "(root)"
                     problems.append((rule, f"{where}: {error.message}"))
+
+    def conflict(self, source: str, key: int, label_hash: int, answer_hash: int,
+                 label: str | None) -> tuple[str, str] | None:
+        """Index this prompt; a problem when it came before with another label (or, unlabelled, another answer)."""
+        if label is not None and label_hash not in self.label_text and len(self.label_text) < 10_000:
+            self.label_text[label_hash] = label
+        seen = self.seen_inputs.get(key)
+        if seen is None:
+            self.seen_inputs.put(key, (label_hash, answer_hash, self.sources.pack(source)))
+            return None
+        first_label, first_answer, first_source = seen
+        first_source = self.sources.unpack(first_source)
+        if label_hash and first_label and label_hash != first_label:
+            return ("conflicting_labels",
+                    f"label {label} here, {self.label_text.get(first_label, 'another')} at {first_source}")
+        if not label_hash and answer_hash and first_answer and answer_hash != first_answer:
+            return "conflicting_outputs", f"another answer to the same prompt at {first_source}"
+        return None
+
+    # -------------------------------------------------------------- parallel workers (see check_file)
+
+    # What a worker's records add up to: counts and first examples, merged in file order by the parent.
+    _MERGED_COUNTERS = ("schemas", "label_counts", "output_formats", "prompt_langs", "output_langs", "pii_kinds")
+    _MERGED_EXAMPLES = ("schema_examples", "type_examples", "label_examples", "format_examples")
+
+    def take_state(self) -> dict:
+        """The counts and examples of the records checked since the last call (picklable), then start afresh."""
+        state = {"records": self.records, "flagged_records": self.flagged_records, "tallies": dict(self.tallies),
+                 "types": dict(self.types), "numeric": dict(self.numeric),
+                 **{name: getattr(self, name) for name in self._MERGED_COUNTERS},
+                 **{name: dict(getattr(self, name)) for name in self._MERGED_EXAMPLES}}
+        self.records = self.flagged_records = 0
+        self.tallies, self.types = defaultdict(Tally), defaultdict(Counter)
+        self.numeric = defaultdict(lambda: [0, 0, []])
+        for name in self._MERGED_COUNTERS:
+            setattr(self, name, Counter())
+        for name in self._MERGED_EXAMPLES:
+            setattr(self, name, defaultdict(list))
+        return state
+
+    def merge(self, state: dict) -> None:
+        """Add a worker's `take_state()` for the records that follow those already counted."""
+        limit = self.limit
+
+        def room(examples: list) -> int:
+            return max(0, limit - len(examples))
+
+        self.records += state["records"]
+        self.flagged_records += state["flagged_records"]
+        for rule, tally in state["tallies"].items():
+            mine = self.tallies[rule]
+            mine.count += tally.count
+            mine.examples += tally.examples[:room(mine.examples)]
+        for key, counter in state["types"].items():
+            self.types[key].update(counter)
+        for key, (parsed, failed, failures) in state["numeric"].items():
+            mine = self.numeric[key]
+            mine[0] += parsed
+            mine[1] += failed
+            mine[2] += failures[:room(mine[2])]
+        for name in self._MERGED_COUNTERS:
+            getattr(self, name).update(state[name])
+        for name in self._MERGED_EXAMPLES:
+            mine = getattr(self, name)
+            for key, examples in state[name].items():
+                mine[key] += examples[:room(mine[key])]
+
+    def resolve(self, source: str, problems: list[tuple[str, str]], deferred: tuple | None) -> list[tuple[str, str]]:
+        """A worker's problems for one record, with the conflict it deferred decided here, in file order."""
+        if deferred is None:
+            return problems
+        at, *conflict = deferred
+        found = self.conflict(source, *conflict)
+        if found is None:
+            return problems
+        self.tallies[found[0]].add(source, found[1], self.limit)
+        if not problems:
+            self.flagged_records += 1
+        return [*problems[:at], found, *problems[at:]]
 
     # -------------------------------------------------------------- dataset level
 
@@ -707,16 +790,36 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
 
 
 def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | None = None,
-               pii: PiiConfig | None = None, on_error: str = "skip", write: bool = True) -> dict:
-    """Stream a file through the checker; writes quality.json, report.md and problems.jsonl in out_dir."""
+               pii: PiiConfig | None = None, on_error: str = "skip", write: bool = True, workers: int = 1) -> dict:
+    """Stream a file through the checker; writes quality.json, report.md and problems.jsonl in out_dir.
+
+    `workers` > 1 (0 = every core) checks a JSONL input on that many processes, with the same report and log.
+    """
     out_dir = Path(out_dir)
     checker = QualityChecker(config, pii, input_name=str(in_path))
+    workers = resolve_workers(workers)
     with StepLog("check", out_dir / "problems.jsonl", log_path=out_dir / "problems.jsonl") as log:
-        for loc, record in read_input(in_path, log, on_error):
-            source = origin(loc, record)
-            problems = checker.add(record, source)
-            for p in problems:
-                log.flagged(source, p["rule"], p["detail"])
+        if workers > 1 and is_jsonl(in_path):
+            if not Path(in_path).exists():
+                raise DataError(str(in_path), None, None, "file not found")
+            for items, counts, state in chunk_results(in_path, _check_chunk, workers, _start_check_worker,
+                                                      (config, pii, str(in_path), on_error)):
+                checker.merge(state)
+                log.merge(counts)
+                for item in items:
+                    if isinstance(item, str):  # log lines of unreadable records, in their place
+                        log.append(item)
+                        continue
+                    source, problems, deferred = item
+                    for rule, detail in checker.resolve(source, problems, deferred):
+                        log.flagged(source, rule, detail)
+            if log.read == 0:
+                raise empty_file_error(in_path)
+        else:
+            for loc, record in read_input(in_path, log, on_error):
+                source = origin(loc, record)
+                for rule, detail in checker.check(record, source):
+                    log.flagged(source, rule, detail)
         unreadable = log.dropped_by.get("unreadable", 0)
     report = checker.report()
     report["unreadable_records"] = unreadable
@@ -724,3 +827,33 @@ def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | N
     if write:
         write_report(report, out_dir)
     return report
+
+
+# A parallel worker's checker, made once per process by `_start_check_worker` (see `data/parallel.py`).
+_worker: dict = {}
+
+
+def _start_check_worker(config: CheckConfig | None, pii: PiiConfig | None, input_name: str, on_error: str) -> None:
+    _worker.update(checker=QualityChecker(config, pii, input_name, defer_conflicts=True), on_error=on_error)
+
+
+def _check_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[list, dict, dict]:
+    """One chunk of a JSONL file: ([log text | (source, problems, deferred conflict)] in file order, log counts,
+    the checker's counts for these records)."""
+    checker, log = _worker["checker"], StepLog("check", stream=io.StringIO())
+    items: list = []
+    logged = 0
+
+    def take_log() -> None:  # unreadable lines the reader logged since the last record
+        nonlocal logged
+        text = log.entries()
+        if len(text) > logged:
+            items.append(text[logged:])
+            logged = len(text)
+
+    for loc, record in read_input_lines(name, first_line, lines, log, _worker["on_error"]):
+        take_log()
+        source = origin(loc, record)
+        items.append((source, checker.check(record, source), checker.deferred_conflict))
+    take_log()
+    return items, log.counts(), checker.take_state()

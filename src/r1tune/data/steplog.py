@@ -100,8 +100,12 @@ class StepLog:
         """The lines written so far, for a log kept in a `stream` (io.StringIO)."""
         return self._file.getvalue()
 
-    def merge(self, counts: dict, entries: str) -> None:
-        """Take in a worker's part: its log lines (in order, after those already written) and its counts."""
+    def append(self, entries: str) -> None:
+        """Log lines made elsewhere (a worker's `entries()`), after those already written."""
+        self._file.write(entries)
+
+    def merge(self, counts: dict, entries: str = "") -> None:
+        """Take in a worker's part: its counts and its log lines (in order, after those already written)."""
         self._file.write(entries)
         self.read += counts["read"]
         self.written += counts["written"]

@@ -97,7 +97,8 @@ def run_prepare(cfg: PrepareConfig) -> dict:
 
     report = None
     if cfg.check.enabled:
-        report = check_file(current, out, cfg.check, cfg.clean.pii, on_error=cfg.on_error, write=False)
+        report = check_file(current, out, cfg.check, cfg.clean.pii, on_error=cfg.on_error, write=False,
+                            workers=cfg.workers)
         print(f"check: {report['records']} records, {report['records_with_problems']} with problems — "
               f"{'passed' if report['passed'] else 'FAILED'}")
 
@@ -157,7 +158,7 @@ def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str = 
 
 
 def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: list[str] | None = None,
-               label_field: str | None = None, thresholds: list[str] | None = None) -> dict:
+               label_field: str | None = None, thresholds: list[str] | None = None, workers: int = 1) -> dict:
     from r1tune.config import parse_overrides
     from r1tune.data.quality import check_file
 
@@ -176,7 +177,7 @@ def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: lis
         updates["thresholds"] = {**check.thresholds, **{k: float(v) for k, v in parse_overrides(thresholds).items()}}
     if updates:
         check = load_section(CheckConfig, {**check.model_dump(), **updates}, "check options")
-    report = check_file(inp, out_dir, check, prepare.clean.pii if prepare else None)
+    report = check_file(inp, out_dir, check, prepare.clean.pii if prepare else None, workers=workers)
     print(f"check: {report['records']} records, {report['records_with_problems']} with problems; "
           f"report: {Path(out_dir) / 'report.md'}")
     for section, rules in report["sections"].items():
