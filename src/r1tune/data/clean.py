@@ -47,10 +47,10 @@ import yaml
 
 from r1tune.config import CleanConfig
 from r1tune.data.io import empty_file_error, is_jsonl, json_encoder, write_jsonl
-from r1tune.data.lang import detect_language
+from r1tune.data.lang import ZH_EN_MIXED, detect_language, is_zh_en_or_mixed
 from r1tune.data.parallel import chunk_results, resolve_workers
 from r1tune.data.pii import Masker, compile_patterns, find_pii
-from r1tune.data.records import get_path, origin, path_str, set_path, text_slots, with_provenance
+from r1tune.data.records import META_KEYS, get_path, origin, path_str, set_path, text_slots, with_provenance
 from r1tune.data.steplog import StepLog, read_input, read_input_lines
 from r1tune.errors import DataError, R1TuneError
 
@@ -95,7 +95,9 @@ _CONTROL_OR_LINE_SEP = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u20
 
 
 def remove_control(text: str) -> str:
-    if _CONTROL_OR_LINE_SEP.search(text) is None:  # the usual case: one scan instead of two substitutions
+    # The usual case: nothing to do. Every character of _CONTROL_OR_LINE_SEP is unprintable (categories Cc, Cf,
+    # Zl, Zp), so a printable text has none; isprintable is a cheaper scan than the regex (but fails on "\n").
+    if text.isprintable() or _CONTROL_OR_LINE_SEP.search(text) is None:
         return text
     if "\r" in text or not text.isascii():
         text = _LINE_SEP.sub("\n", text)
@@ -181,10 +183,15 @@ def _drop_noise(m: re.Match) -> str:
     return ""
 
 
+def _three_of_them(m: re.Match) -> str:
+    return m.group(1) * 3
+
+
 def remove_symbol_noise(text: str) -> str:
     if not text.isascii():
         text = _NOISE.sub(_drop_noise, text)
-    return _REPEATED_PUNCT.sub(r"\1\1\1", text)
+    # A function, not the template r"\1\1\1": re.sub parses a template in Python on every call, match or not.
+    return _REPEATED_PUNCT.sub(_three_of_them, text)
 
 
 # ---------------------------------------------------------------- numbers
@@ -315,7 +322,10 @@ _SPACE_AT_CJK_PUNCT = re.compile(r" (?: *(?=[，。、；：！？）」』】�
 
 
 def normalize_whitespace(text: str) -> str:
-    text = _SPACES.sub(" ", text)
+    # _SPACES finds two blanks in a row or one tab / ideographic space / NBSP; when there is no tab, ideographic
+    # space or NBSP, two blanks in a row are two spaces. Four `in` tests cost less than the regex's scan.
+    if "  " in text or "\t" in text or "\u3000" in text or "\xa0" in text:
+        text = _SPACES.sub(" ", text)
     if " " in text and not text.isascii():  # Chinese punctuation carries its own spacing: "8.3% ，" → "8.3%，"
         text = _SPACE_AT_CJK_PUNCT.sub("", text)
     if "\n" in text:
@@ -340,6 +350,8 @@ def repetition_ratio(text: str, n: int = 5) -> float:
     Natural Chinese and English prose stays below about 0.3; spam, stuck OCR and looping generations
     go well above 0.5.
     """
+    if len(text) < 4 * n:  # too short even with its whitespace (most labels and short answers)
+        return 0.0
     text = "".join(text.split())
     if len(text) < 4 * n:
         return 0.0
@@ -375,6 +387,18 @@ class CleanPlan:
     pii_patterns: dict = field(default_factory=dict)
     # text → (cleaned text, names of the rules that changed it), for short texts; see `apply_rules`
     cache: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # What `clean_record` reads from `config` for every record, worked out once (see __post_init__).
+    fields: frozenset[str] | None = field(init=False)  # the only top-level fields cleaned; None: all
+    skip: frozenset[str] = field(init=False)  # fields not cleaned when `fields` is None
+    not_cleaned: frozenset[str] = field(init=False)  # `skip` and r1tune's metadata (META_KEYS)
+    keeps_zh_en_mixed: bool = field(init=False)  # the language filter keeps zh, en and mixed (the default)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.fields = frozenset(cfg.fields) if cfg.fields else None
+        self.skip = frozenset(cfg.skip_fields)
+        self.not_cleaned = self.skip | META_KEYS
+        self.keeps_zh_en_mixed = bool(cfg.languages) and ZH_EN_MIXED <= set(cfg.languages)
 
 
 def compile_user_rules(rules: list) -> list[tuple[str, re.Pattern, str]]:
@@ -429,11 +453,34 @@ def fields_of(slots) -> set[str]:
     return {path[0] for path, _ in slots}
 
 
+def record_texts(record: dict, plan: CleanPlan) -> tuple[list[tuple], list[str]]:
+    """The paths and texts of `text_slots(record, plan.fields, plan.skip)`, as two lists.
+
+    Most records are flat (alpaca, or plain text and label): their top-level strings are read in one loop
+    here; a record with a list (turns, history) or a `fields` setting goes through `text_slots`.
+    """
+    if plan.fields is None:
+        paths, texts, not_cleaned = [], [], plan.not_cleaned
+        for key, value in record.items():
+            if isinstance(value, str):
+                if key not in not_cleaned:
+                    paths.append((key,))
+                    texts.append(value)
+            elif isinstance(value, list):
+                break
+        else:
+            return paths, texts
+    slots = list(text_slots(record, plan.fields, plan.skip))
+    return [path for path, _ in slots], [text for _, text in slots]
+
+
 def apply_rules(text: str, plan: CleanPlan) -> tuple[str, tuple[str, ...]]:
     """The text after every rule of the plan, and the names of the rules that changed it, in order."""
-    cached = plan.cache.get(text)
-    if cached is not None:
-        return cached
+    short = len(text) <= CACHED_TEXT_CHARS
+    if short:
+        cached = plan.cache.get(text)
+        if cached is not None:
+            return cached
     new, applied = text, []
     for name, fn in plan.steps:
         result = fn(new)
@@ -441,7 +488,7 @@ def apply_rules(text: str, plan: CleanPlan) -> tuple[str, tuple[str, ...]]:
             applied.append(name)
             new = result
     answer = (new, tuple(applied))
-    if len(text) <= CACHED_TEXT_CHARS:  # rules are pure functions of the text: safe to remember
+    if short:  # rules are pure functions of the text: safe to remember
         if len(plan.cache) >= CACHED_TEXTS:
             plan.cache.clear()
         plan.cache[text] = answer
@@ -450,25 +497,25 @@ def apply_rules(text: str, plan: CleanPlan) -> tuple[str, tuple[str, ...]]:
 
 def clean_record(record: dict, plan: CleanPlan) -> Cleaned:
     cfg = plan.config
-    fields = cfg.fields or None
-    skip = frozenset(cfg.skip_fields)
     changes: dict[str, list[str]] = {}
-    slots = list(text_slots(record, fields, skip))
-    paths = [path for path, _ in slots]
-    texts = []  # the current text of each slot, kept here so it need not be looked up in the record again
-    for path, text in slots:
+    # texts: the current text of each slot, kept here so it need not be looked up in the record again
+    paths, texts = record_texts(record, plan)
+    for i, text in enumerate(texts):
         new, applied = apply_rules(text, plan)
         if applied:
-            set_path(record, path, new)
-            changes[path_str(path)] = list(applied)
-        texts.append(new)
+            set_path(record, paths[i], new)
+            changes[path_str(paths[i])] = list(applied)
+            texts[i] = new
 
     pii_counts: Counter = Counter()
     if cfg.pii.enabled:
         pii = cfg.pii
-        names = [str(record[f]).strip() for f in pii.name_fields
-                 if isinstance(record.get(f), str) and record[f].strip()]
-        name_paths = [(f,) for f in pii.name_fields if isinstance(record.get(f), str) and f not in fields_of(slots)]
+        names, name_paths = [], []
+        if pii.name_fields:
+            names = [str(record[f]).strip() for f in pii.name_fields
+                     if isinstance(record.get(f), str) and record[f].strip()]
+            name_paths = [(f,) for f in pii.name_fields
+                          if isinstance(record.get(f), str) and f not in fields_of(zip(paths, texts))]
         masker = None  # made on the first find: most records have no personal data
         for i, path in enumerate(paths + name_paths):
             text = texts[i] if i < len(texts) else get_path(record, path)
@@ -494,14 +541,16 @@ def clean_record(record: dict, plan: CleanPlan) -> Cleaned:
         judged = [(path, text) for path, text in zip(paths, texts) if path[0] in cfg.filter_fields]
         paths, texts = [path for path, _ in judged], [text for _, text in judged]
     total = sum(map(len, texts))
-    if total == 0 or not any(t.strip() for t in texts):
+    joined = "\n".join(texts)
+    if total == 0 or joined.isspace():  # every text blank ("\n" is blank too)
         return Cleaned(None, changes, "empty", "no text left after cleaning", pii_counts)
     if total < cfg.min_chars:
         return Cleaned(None, changes, "too_short", f"{total} characters, minimum is {cfg.min_chars}", pii_counts)
     if cfg.max_chars is not None and total > cfg.max_chars:
         return Cleaned(None, changes, "too_long", f"{total} characters, maximum is {cfg.max_chars}", pii_counts)
-    if cfg.languages:
-        lang = detect_language("\n".join(texts))
+    # With zh, en and mixed kept, most records need no counting: see `is_zh_en_or_mixed`.
+    if cfg.languages and not (plan.keeps_zh_en_mixed and is_zh_en_or_mixed(joined)):
+        lang = detect_language(joined)
         if lang["lang"] not in cfg.languages:
             return Cleaned(None, changes, "language",
                            f"language {lang['lang']} (zh share {lang['zh_ratio']}) not in {cfg.languages}", pii_counts)
@@ -537,15 +586,16 @@ def clean_records(records, plan: CleanPlan, log: StepLog, pii_total: Counter) ->
     """The kept records of a stream of (location, record), each with provenance; drops and changes logged."""
     for loc, record in records:
         result = clean_record(record, plan)
-        pii_total.update(result.pii)
-        source = origin(loc, record)
+        if result.pii:
+            pii_total.update(result.pii)
+        # `origin` only for a record that is logged: an unchanged kept record is not
         if result.record is None:
-            log.dropped(source, result.drop_rule, result.drop_reason)
+            log.dropped(origin(loc, record), result.drop_rule, result.drop_reason)
             continue
         if result.changes:
-            log.changed(source, result.changes)
+            log.changed(origin(loc, record), result.changes)
         elif result.pii:  # report-only mode: kept unchanged, but listed
-            log.flagged(source, "pii", "personal data: " + ", ".join(
+            log.flagged(origin(loc, record), "pii", "personal data: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(result.pii.items())))
         yield with_provenance(result.record, loc)
 

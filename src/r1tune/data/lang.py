@@ -41,9 +41,8 @@ TAG_RE = re.compile(r"^\[(?:ZH|EN|MIXED|ZH-EN)\]\s*")
 
 def detect_language(text: str) -> dict:
     """{"lang": "zh"|"en"|"mixed"|"other"|"unknown", "zh_ratio": float}."""
-    if text.isascii():  # fast path: no Chinese possible
-        words = len(LATIN_WORD.findall(text))
-        return {"lang": "en" if words else "unknown", "zh_ratio": 0.0}
+    if text.isascii():  # fast path: no Chinese possible, and one Latin word is enough to say English
+        return {"lang": "en" if LATIN_WORD.search(text) else "unknown", "zh_ratio": 0.0}
     han = sum(map(len, HAN_RUN.findall(text)))
     words = len(LATIN_WORD.findall(text))
     other = len(OTHER_UNIT.findall(text)) if _ANY_OTHER.search(text) else 0
@@ -55,6 +54,22 @@ def detect_language(text: str) -> dict:
     ratio = han / (han + words)
     lang = "zh" if ratio >= ZH_MIN else "en" if ratio <= EN_MAX else "mixed"
     return {"lang": lang, "zh_ratio": round(ratio, 3)}
+
+
+ZH_EN_MIXED = frozenset({"zh", "en", "mixed"})
+
+
+def is_zh_en_or_mixed(text: str) -> bool:
+    """`detect_language(text)["lang"] in ZH_EN_MIXED`, mostly without counting anything.
+
+    In a text with no letter of another script the language is "unknown" when it has no Chinese character
+    and no Latin word, and otherwise zh, en or mixed, whatever the counts: one search for each answers it.
+    """
+    if text.isascii():
+        return LATIN_WORD.search(text) is not None
+    if _ANY_OTHER.search(text) is not None:
+        return detect_language(text)["lang"] in ZH_EN_MIXED
+    return HAN_RUN.search(text) is not None or LATIN_WORD.search(text) is not None
 
 
 def strip_tag(text: str) -> str:

@@ -44,7 +44,10 @@ PHONE = re.compile(
     r"|(?<![\d.][\s\S])(?:(?<=\()\d{3}\) ?|(?<=\d)\d{2}[-.])\d{3}[-.]\d{4}(?![\d])"
     r")")
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_HAS_LONG_NUMBER = re.compile(r"\d[\d ()-]{6,}\d")
+_HAS_LONG_NUMBER = re.compile(r"\d[\d ()-]{6,}\d")  # a text without one is not searched for IDs, cards, phones
+_NON_DIGIT = re.compile(r"\D")
+_NON_WORD = re.compile(r"\W")
+_CN_COUNTRY_CODE = re.compile(r"^(?:00)?86(?=1[3-9]\d{9}$)")  # before a Chinese mobile number
 PLACEHOLDER_RE = re.compile(r"\[[A-Z][A-Z0-9_]*_\d+\]")
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -90,14 +93,17 @@ class PiiMatch:
         if self.kind == "id_card":
             return self.value.upper()
         if self.kind in ("phone", "bank_card"):
-            digits = re.sub(r"\D", "", self.value)
-            return re.sub(r"^(?:00)?86(?=1[3-9]\d{9}$)", "", digits) if self.kind == "phone" else digits
+            digits = _NON_DIGIT.sub("", self.value)
+            return _CN_COUNTRY_CODE.sub("", digits) if self.kind == "phone" else digits
         return self.value.lower() if self.kind == "email" else self.value
 
 
 def find_pii(text: str, kinds: tuple[str, ...] | list[str] = KINDS, patterns: dict[str, re.Pattern] | None = None,
              names: list[str] | tuple[str, ...] = ()) -> list[PiiMatch]:
     """Non-overlapping personal-data spans, left to right. Names and user patterns win over built-ins."""
+    has_long_number = _HAS_LONG_NUMBER.search(text) is not None
+    if not has_long_number and "@" not in text and not names and not patterns:
+        return []  # the usual text: no long number, no e-mail, no name or pattern to look for
     found: list[PiiMatch] = []
     for name in names:
         if name and not PLACEHOLDER_RE.fullmatch(name):  # an already masked name is no name
@@ -107,13 +113,13 @@ def find_pii(text: str, kinds: tuple[str, ...] | list[str] = KINDS, patterns: di
         for m in pattern.finditer(text):
             if m.end() > m.start():
                 found.append(PiiMatch(kind, m.start(), m.end(), m.group()))
-    if _HAS_LONG_NUMBER.search(text):
+    if has_long_number:
         if "id_card" in kinds:
             found += [PiiMatch("id_card", m.start(), m.end(), m.group()) for m in ID_CARD.finditer(text)
                       if id_card_valid(m.group())]
         if "bank_card" in kinds:
             found += [PiiMatch("bank_card", m.start(), m.end(), m.group()) for m in BANK_CARD.finditer(text)
-                      if luhn_valid(re.sub(r"\D", "", m.group()))]
+                      if luhn_valid(_NON_DIGIT.sub("", m.group()))]
         if "phone" in kinds:
             found += [PiiMatch("phone", m.start(), m.end(), m.group()) for m in PHONE.finditer(text)]
     if "email" in kinds and "@" in text:
@@ -138,16 +144,21 @@ class Masker:
     def __init__(self, kinds=KINDS, patterns: dict[str, re.Pattern] | None = None, names=()):
         self.kinds, self.patterns, self.names = tuple(kinds), patterns or {}, tuple(names)
         self._placeholders: dict[tuple[str, str], str] = {}
-        self._per_kind: Counter = Counter()
+        self._per_kind: dict[str, int] = {}  # placeholders made so far, per kind
         self.counts: Counter = Counter()  # matches per kind (every occurrence)
 
     def placeholder(self, match: PiiMatch) -> str:
         key = (match.kind, match.key)
-        if key not in self._placeholders:
-            self._per_kind[match.kind] += 1
-            label = PLACEHOLDER.get(match.kind, re.sub(r"\W", "_", match.kind).upper())
-            self._placeholders[key] = f"[{label}_{self._per_kind[match.kind]}]"
-        return self._placeholders[key]
+        placeholder = self._placeholders.get(key)
+        if placeholder is None:
+            kind = match.kind
+            number = self._per_kind.get(kind, 0) + 1
+            self._per_kind[kind] = number
+            # not PLACEHOLDER.get(kind, default): the default would be worked out on every call
+            label = PLACEHOLDER[kind] if kind in PLACEHOLDER else _NON_WORD.sub("_", kind).upper()
+            placeholder = f"[{label}_{number}]"
+            self._placeholders[key] = placeholder
+        return placeholder
 
     def find(self, text: str) -> list[PiiMatch]:
         matches = find_pii(text, self.kinds, self.patterns, self.names)
