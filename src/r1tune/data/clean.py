@@ -50,7 +50,15 @@ from r1tune.data.io import empty_file_error, is_jsonl, json_encoder, write_jsonl
 from r1tune.data.lang import ZH_EN_MIXED, detect_language, is_zh_en_or_mixed
 from r1tune.data.parallel import chunk_results, resolve_workers
 from r1tune.data.pii import Masker, compile_patterns, find_pii
-from r1tune.data.records import META_KEYS, get_path, origin, path_str, set_path, text_slots, with_provenance
+from r1tune.data.records import (
+    flat_text_slots,
+    get_path,
+    origin,
+    path_str,
+    set_path,
+    text_slots,
+    with_provenance,
+)
 from r1tune.data.steplog import StepLog, read_input, read_input_lines
 from r1tune.errors import DataError, R1TuneError
 
@@ -390,14 +398,12 @@ class CleanPlan:
     # What `clean_record` reads from `config` for every record, worked out once (see __post_init__).
     fields: frozenset[str] | None = field(init=False)  # the only top-level fields cleaned; None: all
     skip: frozenset[str] = field(init=False)  # fields not cleaned when `fields` is None
-    not_cleaned: frozenset[str] = field(init=False)  # `skip` and r1tune's metadata (META_KEYS)
     keeps_zh_en_mixed: bool = field(init=False)  # the language filter keeps zh, en and mixed (the default)
 
     def __post_init__(self) -> None:
         cfg = self.config
         self.fields = frozenset(cfg.fields) if cfg.fields else None
         self.skip = frozenset(cfg.skip_fields)
-        self.not_cleaned = self.skip | META_KEYS
         self.keeps_zh_en_mixed = bool(cfg.languages) and ZH_EN_MIXED <= set(cfg.languages)
 
 
@@ -454,23 +460,11 @@ def fields_of(slots) -> set[str]:
 
 
 def record_texts(record: dict, plan: CleanPlan) -> tuple[list[tuple], list[str]]:
-    """The paths and texts of `text_slots(record, plan.fields, plan.skip)`, as two lists.
-
-    Most records are flat (alpaca, or plain text and label): their top-level strings are read in one loop
-    here; a record with a list (turns, history) or a `fields` setting goes through `text_slots`.
-    """
-    if plan.fields is None:
-        paths, texts, not_cleaned = [], [], plan.not_cleaned
-        for key, value in record.items():
-            if isinstance(value, str):
-                if key not in not_cleaned:
-                    paths.append((key,))
-                    texts.append(value)
-            elif isinstance(value, list):
-                break
-        else:
-            return paths, texts
-    slots = list(text_slots(record, plan.fields, plan.skip))
+    """The paths and texts of `text_slots(record, plan.fields, plan.skip)`, as two lists (most records are
+    flat: `flat_text_slots` reads them in one loop)."""
+    slots = flat_text_slots(record, plan.skip) if plan.fields is None else None
+    if slots is None:
+        slots = list(text_slots(record, plan.fields, plan.skip))
     return [path for path, _ in slots], [text for _, text in slots]
 
 

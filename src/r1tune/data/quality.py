@@ -37,10 +37,10 @@ from r1tune.data.parallel import chunk_results, resolve_workers
 from r1tune.data.pii import compile_patterns, find_pii
 from r1tune.data.records import (
     META_KEYS,
-    NON_TEXT_KEYS,
     OUTPUT_KEYS,
     PROMPT_KEYS,
     content_hash,
+    flat_text_slots,
     get_path,
     label_key,
     origin,
@@ -146,9 +146,9 @@ class _Memo(dict):
 
 
 def _flat_prompt_and_answer(record: dict) -> tuple[str, tuple | None, object]:
-    """(prompt text, answer path, answer value) of a record with no list values (so no turns) whose texts
-    are all plain str: what `prompt_slots`, `output_slot` and `get_path` give there, without building paths."""
-    prompt = "\n".join([_strip_tag(value) for key in PROMPT_KEYS if type(value := record.get(key)) is str])
+    """(prompt text, answer path, answer value) of a record with no list values (so no turns): what
+    `prompt_slots`, `output_slot` and `get_path` give there, without building paths."""
+    prompt = "\n".join([_strip_tag(value) for key in PROMPT_KEYS if isinstance(value := record.get(key), str)])
     for key in OUTPUT_KEYS:
         if key in record and not isinstance(value := record[key], (dict, list)):
             return prompt, (key,), value
@@ -330,15 +330,13 @@ class QualityChecker:
     def _check_record(self, record: dict, source: str, problems: list[tuple[str, str]]) -> None:
         """The record-level rules: updates the dataset counts and appends (rule, detail) in report order."""
         limit = self.limit
-        # One pass over the fields (r1tune's metadata excluded): schema, types, numeric columns, emptiness,
-        # and the text slots of a record without lists (its top-level texts; see `text_slots`).
+        # One pass over the fields (r1tune's metadata excluded): schema, types, numeric columns, emptiness.
         fmt = detect_format(record)
         required = self.required_fields if self.required_fields is not None else REQUIRED_BY_FORMAT.get(fmt, [])
         keys = frozenset(record)
         if not META_KEYS.isdisjoint(keys):
             keys -= META_KEYS
         _count(self.schemas, keys, self.schema_examples, source, limit)
-        texts: list[tuple[tuple, str]] | None = []  # None: the record has lists, `text_slots` walks them
         empty_keys = []
         types, type_examples, numeric, number_fields = self.types, self.type_examples, self.numeric, self.number_fields
         parses_as_number = self._parses_as_number
@@ -363,14 +361,10 @@ class QualityChecker:
                         if len(stats[2]) < limit:
                             stats[2].append((source, value))
                 empty = not value.strip()
-                if texts is not None and key not in NON_TEXT_KEYS:
-                    texts.append(((key,), value))
             else:
                 if t == "number" and key not in number_fields:
                     numeric[key][0] += 1  # parse_number reads every int and float
                 empty = _is_empty(value)
-                if isinstance(value, (str, list)):  # a str subclass, or a list that may hold turns
-                    texts = None
             if empty and (key not in OPTIONAL_FIELDS or key in required):
                 empty_keys.append(key)
 
@@ -406,6 +400,7 @@ class QualityChecker:
                 label = encode_sorted_json(raw) if not _is_empty(raw) else None
 
         # prompt and answer
+        texts = flat_text_slots(record)  # None: the record has lists (turns, history), `text_slots` walks them
         if texts is not None:  # no lists, so no turns: the slots are top-level fields
             prompt, out_path, answer = _flat_prompt_and_answer(record)
         else:

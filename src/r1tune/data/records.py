@@ -94,6 +94,20 @@ def text_slots(record: dict, fields: list[str] | None = None,
                             yield (key, i, j), cell
 
 
+def flat_text_slots(record: dict, skip: frozenset[str] = NON_TEXT_KEYS) -> list[tuple[Path_, str]] | None:
+    """`list(text_slots(record, None, skip))` for a record with no list value (no turns, no history), read in
+    one loop over its top-level fields: the common case, on the clean and check hot paths. None for a record
+    with a list, which `text_slots` walks."""
+    slots = []
+    for key, value in record.items():
+        if isinstance(value, str):
+            if key not in skip and key not in META_KEYS:
+                slots.append(((key,), value))
+        elif isinstance(value, list):
+            return None
+    return slots
+
+
 def prompt_slots(record: dict) -> list[Path_]:
     """Paths of the text the model reads (user side), in reading order."""
     turns = turns_key(record)
