@@ -95,6 +95,8 @@ def test_a_data_error_crosses_a_process_boundary_whole():
 def test_zero_workers_means_every_available_core():
     assert parallel.resolve_workers(0) == parallel.available_cores() >= 1
     assert parallel.resolve_workers(3) == 3
+    assert parallel.workers_for("raw.jsonl", 0) == parallel.available_cores()
+    assert parallel.workers_for("raw.csv", 4) == 1  # other formats are not cut into chunks of lines
 
 
 CHECKED = [

@@ -46,11 +46,12 @@ from pathlib import Path
 import yaml
 
 from r1tune.config import CleanConfig
-from r1tune.data.io import empty_file_error, is_jsonl, json_encoder, write_jsonl
+from r1tune.data.io import json_encoder, write_jsonl
 from r1tune.data.lang import ZH_EN_MIXED, detect_language, is_zh_en_or_mixed
-from r1tune.data.parallel import chunk_results, resolve_workers
+from r1tune.data.parallel import chunk_results, workers_for
 from r1tune.data.pii import Masker, compile_patterns, find_pii
 from r1tune.data.records import (
+    META_KEYS,
     flat_text_slots,
     get_path,
     origin,
@@ -60,7 +61,7 @@ from r1tune.data.records import (
     with_provenance,
 )
 from r1tune.data.steplog import StepLog, read_input, read_input_lines
-from r1tune.errors import DataError, R1TuneError
+from r1tune.errors import R1TuneError
 
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
 
@@ -398,12 +399,14 @@ class CleanPlan:
     # What `clean_record` reads from `config` for every record, worked out once (see __post_init__).
     fields: frozenset[str] | None = field(init=False)  # the only top-level fields cleaned; None: all
     skip: frozenset[str] = field(init=False)  # fields not cleaned when `fields` is None
+    not_cleaned: frozenset[str] = field(init=False)  # `skip` and r1tune's metadata (META_KEYS)
     keeps_zh_en_mixed: bool = field(init=False)  # the language filter keeps zh, en and mixed (the default)
 
     def __post_init__(self) -> None:
         cfg = self.config
         self.fields = frozenset(cfg.fields) if cfg.fields else None
         self.skip = frozenset(cfg.skip_fields)
+        self.not_cleaned = self.skip | META_KEYS
         self.keeps_zh_en_mixed = bool(cfg.languages) and ZH_EN_MIXED <= set(cfg.languages)
 
 
@@ -462,7 +465,7 @@ def fields_of(slots) -> set[str]:
 def record_texts(record: dict, plan: CleanPlan) -> tuple[list[tuple], list[str]]:
     """The paths and texts of `text_slots(record, plan.fields, plan.skip)`, as two lists (most records are
     flat: `flat_text_slots` reads them in one loop)."""
-    slots = flat_text_slots(record, plan.skip) if plan.fields is None else None
+    slots = flat_text_slots(record, plan.not_cleaned) if plan.fields is None else None
     if slots is None:
         slots = list(text_slots(record, plan.fields, plan.skip))
     return [path for path, _ in slots], [text for _, text in slots]
@@ -602,20 +605,16 @@ def clean_file(in_path: str | Path, out_path: str | Path, config: CleanConfig | 
     """
     plan = build_plan(config)
     pii_total: Counter = Counter()
-    workers = resolve_workers(workers)
+    workers = workers_for(in_path, workers)
     with StepLog("clean", out_path) as log:
-        if workers > 1 and is_jsonl(in_path):
-            if not Path(in_path).exists():
-                raise DataError(str(in_path), None, None, "file not found")
+        if workers > 1:
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
             with open(out_path, "w", encoding="utf-8") as out:
-                for text, entries, counts, pii in chunk_results(in_path, _clean_chunk, workers, _start_worker,
-                                                                (plan.config, on_error)):
+                for text, entries, pii in chunk_results(in_path, _clean_chunk, workers, _start_worker,
+                                                        (plan.config, on_error), log):
                     out.write(text)
-                    log.merge(counts, entries)
+                    log.append(entries)
                     pii_total.update(pii)
-            if log.read == 0:
-                raise empty_file_error(in_path)
         else:
             log.written = write_jsonl(out_path, clean_records(read_input(in_path, log, on_error), plan, log, pii_total))
         log.extra["pii"] = {"action": plan.config.pii.action if plan.config.pii.enabled else "off",
@@ -631,11 +630,11 @@ def _start_worker(config: CleanConfig, on_error: str) -> None:
     _worker.update(plan=build_plan(config), on_error=on_error)
 
 
-def _clean_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[str, str, dict, Counter]:
-    """One chunk of a JSONL file: (output lines, log lines, log counts, personal data found)."""
+def _clean_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[dict, tuple[str, str, Counter]]:
+    """One chunk of a JSONL file: (log counts, (output lines, log lines, personal data found))."""
     log, pii = StepLog("clean", stream=io.StringIO()), Counter()
     records = read_input_lines(name, first_line, lines, log, _worker["on_error"])
     encode = json_encoder()
     out = [encode(record) for record in clean_records(records, _worker["plan"], log, pii)]
     log.written = len(out)
-    return "".join(f"{line}\n" for line in out), log.entries(), log.counts(), pii
+    return log.counts(), ("".join(f"{line}\n" for line in out), log.entries(), pii)

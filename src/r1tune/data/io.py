@@ -54,7 +54,7 @@ def read_records(
     """Yield (location, record) for every record in a data file; the format comes from the suffix."""
     path = Path(path)
     if not path.exists():
-        raise DataError(str(path), None, None, "file not found")
+        raise file_not_found_error(path)
     suffix = path.suffix.lower()
     readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
                ".tsv": _read_csv, ".parquet": _read_parquet}
@@ -63,6 +63,10 @@ def read_records(
     count = yield from located_records(readers[suffix](path), on_error, skipped)
     if count == 0 and not (skipped and any(e.file == str(path) for e in skipped)):
         raise empty_file_error(path)
+
+
+def file_not_found_error(path: str | Path) -> DataError:
+    return DataError(str(path), None, None, "file not found")
 
 
 def empty_file_error(path: str | Path) -> DataError:

@@ -31,9 +31,9 @@ from r1tune.config import CheckConfig, PiiConfig
 from r1tune.data.clean import parse_number
 from r1tune.data.formats import detect_format, split_think, to_sample
 from r1tune.data.hashindex import HashIndex, SourceTable
-from r1tune.data.io import empty_file_error, encode_sorted_json, is_jsonl
+from r1tune.data.io import encode_sorted_json
 from r1tune.data.lang import detect_language, strip_tag
-from r1tune.data.parallel import chunk_results, resolve_workers
+from r1tune.data.parallel import chunk_results, workers_for
 from r1tune.data.pii import compile_patterns, find_pii
 from r1tune.data.records import (
     META_KEYS,
@@ -792,15 +792,12 @@ def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | N
     """
     out_dir = Path(out_dir)
     checker = QualityChecker(config, pii, input_name=str(in_path))
-    workers = resolve_workers(workers)
+    workers = workers_for(in_path, workers)
     with StepLog("check", out_dir / "problems.jsonl", log_path=out_dir / "problems.jsonl") as log:
-        if workers > 1 and is_jsonl(in_path):
-            if not Path(in_path).exists():
-                raise DataError(str(in_path), None, None, "file not found")
-            for items, counts, state in chunk_results(in_path, _check_chunk, workers, _start_check_worker,
-                                                      (config, pii, str(in_path), on_error)):
+        if workers > 1:
+            for items, state in chunk_results(in_path, _check_chunk, workers, _start_check_worker,
+                                              (config, pii, str(in_path), on_error), log):
                 checker.merge(state)
-                log.merge(counts)
                 for item in items:
                     if isinstance(item, str):  # log lines of unreadable records, in their place
                         log.append(item)
@@ -808,8 +805,6 @@ def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | N
                     source, problems, deferred = item
                     for rule, detail in checker.resolve(source, problems, deferred):
                         log.flagged(source, rule, detail)
-            if log.read == 0:
-                raise empty_file_error(in_path)
         else:
             for loc, record in read_input(in_path, log, on_error):
                 source = origin(loc, record)
@@ -832,9 +827,9 @@ def _start_check_worker(config: CheckConfig | None, pii: PiiConfig | None, input
     _worker.update(checker=QualityChecker(config, pii, input_name, defer_conflicts=True), on_error=on_error)
 
 
-def _check_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[list, dict, dict]:
-    """One chunk of a JSONL file: ([log text | (source, problems, deferred conflict)] in file order, log counts,
-    the checker's counts for these records)."""
+def _check_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[dict, tuple[list, dict]]:
+    """One chunk of a JSONL file: (log counts, ([log text | (source, problems, deferred conflict)] in file
+    order, the checker's counts for these records))."""
     checker, log = _worker["checker"], StepLog("check", stream=io.StringIO())
     items: list = []
     logged = 0
@@ -851,4 +846,4 @@ def _check_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[list, 
         source = origin(loc, record)
         items.append((source, checker.check(record, source), checker.deferred_conflict))
     take_log()
-    return items, log.counts(), checker.take_state()
+    return log.counts(), (items, checker.take_state())

@@ -94,14 +94,17 @@ def text_slots(record: dict, fields: list[str] | None = None,
                             yield (key, i, j), cell
 
 
-def flat_text_slots(record: dict, skip: frozenset[str] = NON_TEXT_KEYS) -> list[tuple[Path_, str]] | None:
+_NOT_TEXT = NON_TEXT_KEYS | META_KEYS
+
+
+def flat_text_slots(record: dict, excluded: frozenset[str] = _NOT_TEXT) -> list[tuple[Path_, str]] | None:
     """`list(text_slots(record, None, skip))` for a record with no list value (no turns, no history), read in
-    one loop over its top-level fields: the common case, on the clean and check hot paths. None for a record
-    with a list, which `text_slots` walks."""
+    one loop over its top-level fields: the common case, on the clean and check hot paths. `excluded` is
+    `skip | META_KEYS` (one set lookup per field). None for a record with a list, which `text_slots` walks."""
     slots = []
     for key, value in record.items():
         if isinstance(value, str):
-            if key not in skip and key not in META_KEYS:
+            if key not in excluded:
                 slots.append(((key,), value))
         elif isinstance(value, list):
             return None

@@ -104,9 +104,8 @@ class StepLog:
         """Log lines made elsewhere (a worker's `entries()`), after those already written."""
         self._file.write(entries)
 
-    def merge(self, counts: dict, entries: str = "") -> None:
-        """Take in a worker's part: its counts and its log lines (in order, after those already written)."""
-        self._file.write(entries)
+    def merge(self, counts: dict) -> None:
+        """Add a worker's `counts()` (its lines come through `append`, in their place)."""
         self.read += counts["read"]
         self.written += counts["written"]
         self.changed_records += counts["changed_records"]
