@@ -73,6 +73,8 @@ def is_zh_en_or_mixed(text: str) -> bool:
 
 
 def strip_tag(text: str) -> str:
+    if text[:1] != "[":  # every tag starts with "[": most texts need no regex
+        return text
     return TAG_RE.sub("", text, count=1)
 
 

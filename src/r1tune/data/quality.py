@@ -25,6 +25,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from r1tune.config import CheckConfig, PiiConfig
@@ -84,7 +85,9 @@ OPENERS, CLOSERS = "（(【[「『“{", "）)】]」』”}"
 _OPENERS_RE, _CLOSERS_RE = re.compile(f"[{re.escape(OPENERS)}]"), re.compile(f"[{re.escape(CLOSERS)}]")
 _FENCED_JSON = re.compile(r"^```(?:json)?\s*\n(.*)\n```\s*$", re.S)
 _PROSE_PUNCT = re.compile(r"[，,。！？!?；;]|\.(?:\s|$)")
-SHORT_TEXT = 64  # texts up to this length are remembered (see _Memo): short texts are the ones that repeat
+SHORT_TEXT = 64  # texts up to this length are remembered (see _memo): short texts are the ones that repeat
+# Bounded for a stream of any length: a full memo holds about 4096 × SHORT_TEXT characters.
+_memo = lru_cache(maxsize=4096)
 
 
 @dataclass
@@ -126,37 +129,14 @@ def _count(counter: Counter, key, examples: dict[object, list], source: str, lim
         examples[key].append(source)
 
 
-class _Memo(dict):
-    """fn(text) remembered for texts that repeat: labels, short answers, a dataset's few instructions.
-
-    Bounded for a stream of any length: emptied when full. Callers put in only texts of at most SHORT_TEXT
-    characters, so a full memo holds about `size` × SHORT_TEXT characters (a few megabytes at most)."""
-
-    __slots__ = ("fn", "size")
-
-    def __init__(self, fn, size: int = 4096):
-        super().__init__()
-        self.fn, self.size = fn, size
-
-    def __missing__(self, text):
-        if len(self) >= self.size:
-            self.clear()
-        result = self[text] = self.fn(text)
-        return result
-
-
 def _flat_prompt_and_answer(record: dict) -> tuple[str, tuple | None, object]:
     """(prompt text, answer path, answer value) of a record with no list values (so no turns): what
     `prompt_slots`, `output_slot` and `get_path` give there, without building paths."""
-    prompt = "\n".join([_strip_tag(value) for key in PROMPT_KEYS if isinstance(value := record.get(key), str)])
+    prompt = "\n".join([strip_tag(value) for key in PROMPT_KEYS if isinstance(value := record.get(key), str)])
     for key in OUTPUT_KEYS:
         if key in record and not isinstance(value := record[key], (dict, list)):
             return prompt, (key,), value
     return prompt, None, None
-
-
-def _strip_tag(text: str) -> str:
-    return strip_tag(text) if text[:1] == "[" else text  # every tag starts with "[": skip the regex otherwise
 
 
 def _is_empty(value) -> bool:
@@ -296,15 +276,15 @@ class QualityChecker:
         self.declared_labels = sorted(self.labels) if self.labels is not None else None
         self.declared_checks = bool(self.cfg.number_fields or self.cfg.reference_fields or self.user_checks)
         # results that depend on a short text alone, for the texts that repeat (labels, answers, instructions)
-        self._parses_as_number = _Memo(lambda text: parse_number(text) is not None)
-        self._label_json = _Memo(encode_sorted_json)
-        self._hashes = _Memo(content_hash)
-        self._languages = _Memo(lambda text: detect_language(text)["lang"])
-        self._truncation = _Memo(lambda text: truncation_reason(text, is_answer=False))
-        self._answer_truncation = _Memo(lambda text: truncation_reason(text, is_answer=True))
+        self._parses_as_number = _memo(lambda text: parse_number(text) is not None)
+        self._label_json = _memo(encode_sorted_json)
+        self._hashes = _memo(content_hash)
+        self._languages = _memo(lambda text: detect_language(text)["lang"])
+        self._truncation = _memo(lambda text: truncation_reason(text, is_answer=False))
+        self._answer_truncation = _memo(lambda text: truncation_reason(text, is_answer=True))
         self.pii_kinds_checked, self.pii_name_fields = self.pii_cfg.kinds, self.pii_cfg.name_fields
         kinds, patterns = self.pii_kinds_checked, self.pii_patterns
-        self._pii_kinds = _Memo(lambda text: tuple(m.kind for m in find_pii(text, kinds, patterns)))  # no names
+        self._pii_kinds = _memo(lambda text: tuple(m.kind for m in find_pii(text, kinds, patterns)))  # no names
 
     # -------------------------------------------------------------- per record
 
@@ -354,7 +334,7 @@ class QualityChecker:
             if t == "text":  # exactly a str
                 if 0 < len(value) <= 40 and key not in number_fields:
                     stats = numeric[key]
-                    if parses_as_number[value]:
+                    if parses_as_number(value):
                         stats[0] += 1
                     else:
                         stats[1] += 1
@@ -388,7 +368,7 @@ class QualityChecker:
                 problems.append(("missing_field", f"label field '{lkey}' is absent"))
             elif type(raw := record[lkey]) is str and raw.strip():  # the common case: one text label
                 self._count_label(raw, source, problems)
-                label = self._label_json[raw] if len(raw) <= SHORT_TEXT else encode_sorted_json(raw)
+                label = self._label_json(raw) if len(raw) <= SHORT_TEXT else encode_sorted_json(raw)
             else:
                 values = raw if isinstance(raw, list) and raw and all(isinstance(v, (str, int)) for v in raw) else [raw]
                 for value in values:
@@ -404,7 +384,7 @@ class QualityChecker:
         if texts is not None:  # no lists, so no turns: the slots are top-level fields
             prompt, out_path, answer = _flat_prompt_and_answer(record)
         else:
-            prompt = "\n".join([_strip_tag(str(get_path(record, p))) for p in prompt_slots(record)])
+            prompt = "\n".join([strip_tag(str(get_path(record, p))) for p in prompt_slots(record)])
             out_path = output_slot(record)
             answer = get_path(record, out_path) if out_path else None
         answer = _answer_text(answer) if isinstance(answer, str) else None
@@ -452,7 +432,7 @@ class QualityChecker:
                 continue
             is_answer = out_path is not None and path == out_path
             if len(text) <= SHORT_TEXT:
-                reason = (self._answer_truncation if is_answer else self._truncation)[text]
+                reason = (self._answer_truncation if is_answer else self._truncation)(text)
             else:
                 reason = truncation_reason(text, is_answer)
             if reason:
@@ -468,7 +448,7 @@ class QualityChecker:
             found: list[str] = []  # kinds, in order of appearance
             for _, text in texts:
                 if not names and len(text) <= SHORT_TEXT:
-                    found += self._pii_kinds[text]
+                    found += self._pii_kinds(text)
                 else:
                     found += [m.kind for m in find_pii(text, self.pii_kinds_checked, self.pii_patterns, names)]
             if found:
@@ -496,10 +476,10 @@ class QualityChecker:
             problems.append(("label_not_in_set", f"label '{value}' is not one of {self.declared_labels}"))
 
     def _language(self, text: str) -> str:
-        return self._languages[text] if len(text) <= SHORT_TEXT else detect_language(text)["lang"]
+        return self._languages(text) if len(text) <= SHORT_TEXT else detect_language(text)["lang"]
 
     def _hash(self, text: str) -> int:
-        return self._hashes[text] if len(text) <= SHORT_TEXT else content_hash(text)
+        return self._hashes(text) if len(text) <= SHORT_TEXT else content_hash(text)
 
     @staticmethod
     def _user_check(check, regex, validator, value, problems: list) -> None:
