@@ -26,6 +26,7 @@ from r1tune.model.load import cpu_has_native_bf16
 
 PEFT_METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "prompt", "ptuning")
 PROMPT_METHODS = ("prefix", "prompt", "ptuning")
+MERGEABLE_METHODS = ("lora", "dora", "qlora", "ia3")
 # methods whose base weights stay frozen and un-quantised: on a CPU with native bf16 the base is stored in bf16
 FROZEN_BF16_BASE = ("lora", "dora", "ia3")
 
@@ -34,7 +35,8 @@ def bf16_base_on_cpu(method: str) -> bool:
     """Whether a CPU run of `method` keeps its frozen base in bf16 under bf16 autocast (the finetune recipe's
     `auto` precision, and so what the advisor estimates): LoRA-family methods on CPUs with native bf16."""
     return method in FROZEN_BF16_BASE and cpu_has_native_bf16()
-MERGEABLE_METHODS = ("lora", "dora", "qlora", "ia3")
+
+
 LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
 
