@@ -26,13 +26,14 @@ demo: $(STAMP)
 # system packages the suite needs (headless Chromium for the report test), installed when missing
 test: $(STAMP)
 	sh scripts/install-test-deps.sh
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench tools
 
 clean:
 	rm -rf runs .pytest_cache bench/out

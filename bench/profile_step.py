@@ -113,10 +113,9 @@ def main(argv=None):
     return_freed_memory_to_os()
 
     from r1tune.config import DataConfig, ModelConfig
-    from r1tune.data.batching import collate
     from r1tune.model.load import load_tokenizer
     from r1tune.model.template import resolve_template
-    from r1tune.recipes.finetune import BatchStream, load_training_data
+    from r1tune.train.data import BatchStream, collate, load_training_data
 
     tok = load_tokenizer(ModelConfig(name_or_path=args.model))
     data = load_training_data(DataConfig(train=args.data, val_split=0.0, max_length=1024), tok,

@@ -253,7 +253,7 @@ def r1tune_batches(model_dir: Path, data_path: Path, steps: int, batch: int, max
     from r1tune.config import DataConfig, ModelConfig
     from r1tune.model.load import load_tokenizer
     from r1tune.model.template import resolve_template
-    from r1tune.recipes.finetune import BatchStream, load_training_data
+    from r1tune.train.data import BatchStream, load_training_data
 
     tok = load_tokenizer(ModelConfig(name_or_path=str(model_dir)))
     data = load_training_data(DataConfig(train=str(data_path), val_split=0.0, max_length=max_length), tok,

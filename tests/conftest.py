@@ -55,6 +55,37 @@ def tiny_tokenizer(tiny_model_dir):
 
 
 @pytest.fixture
+def jsonl():
+    """jsonl(path, records) writes a JSONL file (a string record is written as it is, e.g. a broken line)."""
+    from helpers import write_jsonl
+
+    return write_jsonl
+
+
+@pytest.fixture
+def read():
+    """read(path) → the records of a JSONL file."""
+    from helpers import read_jsonl
+
+    return read_jsonl
+
+
+@pytest.fixture(scope="session")
+def finsent_file(tmp_path_factory):
+    """finsent_file(n, split="train"): a file holding the first n records of the bundled finsent split."""
+    from helpers import finsent_head
+
+    made = {}
+
+    def make(n: int, split: str = "train"):
+        if (n, split) not in made:
+            made[n, split] = finsent_head(tmp_path_factory.mktemp(f"finsent-{split}-{n}") / f"{split}.jsonl", n, split)
+        return made[n, split]
+
+    return make
+
+
+@pytest.fixture
 def cli(capsys):
     """cli(*args) runs `r1tune ARGS` in this process (the console script's main()): (exit code, stdout, stderr)."""
     from r1tune.cli import main

@@ -11,7 +11,34 @@ from pathlib import Path
 
 import typer
 
+from r1tune.config import (
+    EvaluateConfig,
+    FinetuneConfig,
+    MergeConfig,
+    QuantizeConfig,
+    ServeConfig,
+    flag_overrides,
+    load_config,
+    merge,
+    parse_overrides,
+)
 from r1tune.errors import R1TuneError
+from r1tune.recipes.annotate import import_annotations, report_agreement, write_label_config, write_tasks
+from r1tune.recipes.make_tiny_model import make_tiny_model
+from r1tune.recipes.prepare import (
+    augment_step,
+    check_step,
+    clean_step,
+    convert_step,
+    dedupe_step,
+    leakage_step,
+    run_config,
+    split_step,
+    tag_step,
+    window_step,
+)
+from r1tune.recipes.quickstart import quickstart
+from r1tune.recipes.serve import serve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fine-tune, evaluate and serve DeepSeek-R1 (R1-Distill) models on domain data.")
@@ -25,10 +52,7 @@ def make_tiny_model_cmd(
     seed: int = typer.Option(0, help="Initialisation seed."),
 ):
     """Build a deterministic random-init R1-Distill-architecture model with an R1 tokenizer, offline."""
-    from r1tune.model.tiny import make_tiny_model
-
-    info = make_tiny_model(out, arch=arch, size=size, seed=seed)
-    typer.echo(f"wrote {info['arch']}/{info['size']} model ({info['parameters']:,} parameters) to {out}")
+    make_tiny_model(out, arch=arch, size=size, seed=seed)
 
 
 @app.command("render")
@@ -80,7 +104,6 @@ def finetune_cmd(
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set train.weight_decay=0.0"),
 ):
     """Fine-tune a model with one recipe for every method (LoRA, DoRA, QLoRA, IA3, prefix, prompt, full, freeze…)."""
-    from r1tune.config import FinetuneConfig, load_config, merge, parse_overrides
     from r1tune.recipes.finetune import finetune
     from r1tune.train.distributed import in_launched_process, launch
 
@@ -91,8 +114,7 @@ def finetune_cmd(
                  batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
                  save_every=save_every, eval_every=eval_every, reasoning=reasoning,
                  auto_batch_size=auto_batch_size or None, layers=layers)
-    flags = [f"{FINETUNE_FLAGS[k]}={v}" for k, v in given.items() if v is not None]
-    cfg = load_config(FinetuneConfig, config, merge(parse_overrides(flags), parse_overrides(set_)))
+    cfg = load_config(FinetuneConfig, config, merge(flag_overrides(FINETUNE_FLAGS, given), parse_overrides(set_)))
     finetune(cfg, resume=resume)
 
 
@@ -102,8 +124,6 @@ def quickstart_cmd(
     steps: int = typer.Option(600, help="Optimizer steps for the LoRA fine-tune."),
 ):
     """Offline, end to end: tiny R1 model → LoRA fine-tune on bundled finance data → base vs tuned."""
-    from r1tune.recipes.quickstart import quickstart
-
     quickstart(out, steps=steps)
 
 
@@ -133,8 +153,6 @@ def prepare_run_cmd(
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set dedupe.near=true"),
 ):
     """Run the configured pipeline: clean → convert → dedupe → window → tag → check → split → augment."""
-    from r1tune.recipes.prepare import run_config
-
     run_config(config, set_)
 
 
@@ -143,12 +161,10 @@ def prepare_clean_cmd(
     inp: Path = typer.Argument(..., metavar="IN", help="Input records (.jsonl/.json/.csv/.parquet)."),
     out: Path = typer.Argument(..., help="Output JSONL."),
     rules: Path | None = typer.Option(None, help="YAML: a `clean:` section, or a list of {name, pattern, replace}."),
-    on_error: str = typer.Option("skip", help="Unreadable records: skip (and log) or stop."),
-    workers: int = typer.Option(1, min=0, help="Processes for a JSONL input (0 = every core); same output."),
+    on_error: str | None = typer.Option(None, help="Unreadable records: skip (and log; the default) or stop."),
+    workers: int | None = typer.Option(None, min=0, help="Processes for a JSONL input (0 = every core; default 1)."),
 ):
     """Normalise text (NFKC, HTML, control, symbol noise, whitespace), mask personal data, filter."""
-    from r1tune.recipes.prepare import clean_step
-
     clean_step(inp, out, rules, on_error, workers)
 
 
@@ -160,11 +176,9 @@ def prepare_check_cmd(
     labels: str | None = typer.Option(None, help="Declared label set, comma-separated."),
     label_field: str | None = typer.Option(None, help="Label field (default: label / category)."),
     threshold: list[str] = typer.Option([], help="rule=max_share, e.g. --threshold any=0.05; crossing exits 2."),
-    workers: int = typer.Option(1, min=0, help="Processes for a JSONL input (0 = every core); same report."),
+    workers: int | None = typer.Option(None, min=0, help="Processes for a JSONL input (0 = every core; default 1)."),
 ):
     """Quality report: consistency, completeness, correctness, personal data."""
-    from r1tune.recipes.prepare import check_step
-
     check_step(inp, out, config, labels.split(",") if labels else None, label_field, threshold, workers)
 
 
@@ -178,8 +192,6 @@ def prepare_dedupe_cmd(
     semantic_threshold: float | None = typer.Option(None, help="Cosine for --semantic (default 0.95)."),
 ):
     """Drop exact (and near / semantic) duplicates, keeping the first."""
-    from r1tune.recipes.prepare import dedupe_step
-
     dedupe_step(inp, out, near, semantic, near_threshold, semantic_threshold)
 
 
@@ -191,8 +203,6 @@ def prepare_convert_cmd(
     spec: Path = typer.Option(..., help="YAML spec: schema and templates, patterns, or dialogue rules."),
 ):
     """Turn records into training samples with provenance."""
-    from r1tune.recipes.prepare import convert_step
-
     convert_step(inp, out, kind, spec)
 
 
@@ -201,13 +211,11 @@ def prepare_window_cmd(
     inp: Path = typer.Argument(..., metavar="IN"),
     out: Path = typer.Argument(...),
     model: str = typer.Option(..., help="Model folder or hub id whose tokenizer counts tokens."),
-    window: int = typer.Option(512, help="Tokens per window."),
-    stride: int = typer.Option(256, help="Tokens between window starts."),
+    window: int | None = typer.Option(None, help="Tokens per window (default 512)."),
+    stride: int | None = typer.Option(None, help="Tokens between window starts (default 256)."),
     field: str | None = typer.Option(None, help="Field to window (default: input / last user turn)."),
 ):
     """Split inputs longer than the window into overlapping token windows; the target stays intact."""
-    from r1tune.recipes.prepare import window_step
-
     window_step(inp, out, model, window, stride, field)
 
 
@@ -218,8 +226,6 @@ def prepare_tag_cmd(
     add_tags: bool = typer.Option(False, "--add-tags", help="Prefix prompts with [ZH] / [EN] / [MIXED]."),
 ):
     """Detect each sample's language (zh / en / mixed with the Chinese share); optionally tag prompts."""
-    from r1tune.recipes.prepare import tag_step
-
     tag_step(inp, out, add_tags)
 
 
@@ -227,15 +233,13 @@ def prepare_tag_cmd(
 def prepare_augment_cmd(
     inp: Path = typer.Argument(..., metavar="IN", help="Training records (never validation or test)."),
     out: Path = typer.Argument(...),
-    ratio: float = typer.Option(1.0, help="Augmented copies per record (0.5: every other one)."),
+    ratio: float | None = typer.Option(None, help="Augmented copies per record (default 1; 0.5: every other one)."),
     dict_: Path | None = typer.Option(None, "--dict", help="Your synonyms: one group per line."),
-    seed: int = typer.Option(42, help="Seed."),
-    swap: float = typer.Option(0.0, help="Chance per copy of swapping two words."),
-    delete: float = typer.Option(0.0, help="Chance per word of deleting it."),
+    seed: int | None = typer.Option(None, help="Seed (default 42)."),
+    swap: float | None = typer.Option(None, help="Chance per copy of swapping two words (default 0)."),
+    delete: float | None = typer.Option(None, help="Chance per word of deleting it (default 0)."),
 ):
     """Synonym replacement (Cilin, WordNet, finance and medical lists, yours) on the prompt side."""
-    from r1tune.recipes.prepare import augment_step
-
     augment_step(inp, out, ratio, dict_, seed, swap, delete)
 
 
@@ -243,14 +247,14 @@ def prepare_augment_cmd(
 def prepare_split_cmd(
     inp: Path = typer.Argument(..., metavar="IN"),
     out: Path = typer.Option(..., "--out", help="Folder for train / validation / test .jsonl."),
-    train: float = typer.Option(0.8), validation: float = typer.Option(0.1), test: float = typer.Option(0.1),
-    seed: int = typer.Option(42, help="Seed of the split."),
+    train: float | None = typer.Option(None, help="Share in train (default 0.8)."),
+    validation: float | None = typer.Option(None, help="Share in validation (default 0.1)."),
+    test: float | None = typer.Option(None, help="Share in test (default 0.1)."),
+    seed: int | None = typer.Option(None, help="Seed of the split (default 42)."),
     label_field: str | None = typer.Option(None, help="Stratify by this field (default: label / category)."),
     group_field: str | None = typer.Option(None, help="Keep records with the same value in one split."),
 ):
     """Stratified, seeded, group-aware split; then flags evaluation prompts that leak from train."""
-    from r1tune.recipes.prepare import split_step
-
     split_step(inp, out, train, validation, test, seed, label_field, group_field)
 
 
@@ -261,8 +265,6 @@ def prepare_leakage_cmd(
     near: bool = typer.Option(True, help="Also near-duplicates (MinHash)."),
 ):
     """List evaluation records whose prompt also appears in train."""
-    from r1tune.recipes.prepare import leakage_step
-
     leakage_step(train, others, near)
 
 
@@ -280,8 +282,6 @@ def annotate_config_cmd(
     out: Path | None = typer.Option(None, help="XML file to write (default: print it)."),
 ):
     """Write the Label Studio labeling config for a schema."""
-    from r1tune.recipes.annotate import write_label_config
-
     typer.echo(write_label_config(schema, out))
 
 
@@ -296,8 +296,6 @@ def annotate_tasks_cmd(
     batch_size: int = typer.Option(8, help="--model: texts per generation batch."),
 ):
     """Write Label Studio import tasks, optionally pre-annotated by a model."""
-    from r1tune.recipes.annotate import write_tasks
-
     typer.echo(write_tasks(data, schema, out, model=model, field=field, max_new_tokens=max_new_tokens,
                            batch_size=batch_size))
 
@@ -312,8 +310,6 @@ def annotate_import_cmd(
     strict: bool = typer.Option(False, "--strict", help="Exit 2 when any task has a problem."),
 ):
     """Turn a Label Studio export into training samples, one file per layer, and a problem list."""
-    from r1tune.recipes.annotate import import_annotations
-
     typer.echo(import_annotations(export, schema, out, on_disagreement=on_disagreement, strict=strict))
 
 
@@ -324,8 +320,6 @@ def annotate_agreement_cmd(
     out: Path | None = typer.Option(None, help="Write the full report (with the review list) as JSON."),
 ):
     """Inter-annotator agreement: kappa for intents, span F1 for entities and relations, a review list."""
-    from r1tune.recipes.annotate import report_agreement
-
     typer.echo(report_agreement(export, schema, out))
 
 # --- evaluate commands (issue 6): `r1tune evaluate …` goes here ---
@@ -360,17 +354,14 @@ def evaluate_cmd(
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set bootstrap.resamples=2000"),
 ):
     """Base vs tuned (vs more runs) on a test set, or score outputs produced elsewhere: metrics.json + report.html."""
-    from r1tune.config import EvaluateConfig, load_config, merge, parse_overrides
     from r1tune.recipes.evaluate import evaluate
 
-    given = dict(model=model, adapter=adapter, data=data, out=out, task=task, max_samples=max_samples,
-                 sampling=sampling, num_samples=num_samples, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                 seed=seed)
-    overrides = parse_overrides([f"{EVALUATE_FLAGS[k]}={v}" for k, v in given.items() if v is not None])
     lists = {"compare": compare, "predictions": predictions,
              "labels": labels.split(",") if labels else None, "metrics": metrics.split(",") if metrics else None}
-    overrides.update({k: [x.strip() for x in v] for k, v in lists.items() if v})  # as given: no YAML parsing
-    cfg = load_config(EvaluateConfig, config, merge(overrides, parse_overrides(set_)))
+    given = dict(model=model, adapter=adapter, data=data, out=out, task=task, max_samples=max_samples,
+                 sampling=sampling, num_samples=num_samples, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                 seed=seed, **{k: [x.strip() for x in v] for k, v in lists.items() if v})
+    cfg = load_config(EvaluateConfig, config, merge(flag_overrides(EVALUATE_FLAGS, given), parse_overrides(set_)))
     evaluate(cfg)
 
 
@@ -389,12 +380,10 @@ def human_export_cmd(
     with_reasoning: bool = typer.Option(False, "--with-reasoning", help="Show raters the reasoning traces too."),
 ):
     """Write a blind, shuffled A/B sheet (CSV and Label Studio tasks) with a 1–5 rubric."""
-    from r1tune.evaluate.human import export_sheet
+    from r1tune.recipes.human_eval import export_sheets
 
-    info = export_sheet(evaluation, out, systems.split(",") if systems else None, n=n, seed=seed,
-                        with_reasoning=with_reasoning)
-    typer.echo(f"wrote {info['items']} blind A/B items ({info['systems'][0]} vs {info['systems'][1]}) to {out}; "
-               f"keep {out / 'key.json'} from the raters")
+    export_sheets(evaluation, out, systems.split(",") if systems else None, n=n, seed=seed,
+                  with_reasoning=with_reasoning)
 
 
 @human_app.command("import")
@@ -404,17 +393,9 @@ def human_import_cmd(
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ):
     """Score filled sheets: mean ratings, win rate, inter-rater agreement; adds them to the evaluation report."""
-    from r1tune.evaluate.human import import_sheets
+    from r1tune.recipes.human_eval import import_sheets
 
-    summary = import_sheets(sheet, filled, seed=seed)
-    for system, means in summary["means"].items():
-        typer.echo(f"{system}: " + ", ".join(f"{c} {m['value']:.2f}" for c, m in means.items()))
-    if "win_rate" in summary:
-        typer.echo(f"win rate of {summary['candidate']}: {summary['win_rate']['value']:.3f} "
-                   f"[{summary['win_rate']['low']:.3f}, {summary['win_rate']['high']:.3f}]")
-    typer.echo("agreement (Krippendorff's alpha): " + ", ".join(
-        f"{k} {'–' if v is None else f'{v:.3f}'}" for k, v in summary["agreement"].items()))
-    typer.echo(f"wrote {sheet / 'human.json'}" + (f"; report: {summary['report']}" if "report" in summary else ""))
+    import_sheets(sheet, filled, seed=seed)
 
 
 # --- export / serve / chat commands (issue 7): `r1tune export …`, `r1tune serve`, `r1tune chat` go here ---
@@ -426,38 +407,38 @@ app.add_typer(export_app, name="export")
 @export_app.command("merge")
 def export_merge_cmd(
     run: str = typer.Argument(..., help="Finetune run folder (or its final/) holding a LoRA adapter."),
-    out: Path | None = typer.Option(None, help="Output folder (default RUN/merged)."),
+    out: str | None = typer.Option(None, help="Output folder (default RUN/merged)."),
     base: str | None = typer.Option(None, help="Full-precision base model (default: the one the run names)."),
-    dtype: str = typer.Option("auto", help="Saved dtype: auto (the base's) | float32 | bfloat16 | float16."),
+    dtype: str | None = typer.Option(None, help="Saved dtype: auto (the base's, default) | float32 | bfloat16 "
+                                               "| float16."),
 ):
     """Merge the adapter in fp32 into a standalone model (transformers / vLLM); report the max logit diff."""
-    from r1tune.recipes.export import merge
+    from r1tune.recipes.export import merge_adapter
 
-    merge(run, out=out, base=base, dtype=dtype)
+    merge_adapter(load_config(MergeConfig, None, flag_overrides({}, dict(run=run, out=out, base=base, dtype=dtype))))
 
 
 @export_app.command("quantize")
 def export_quantize_cmd(
     run: str = typer.Argument(..., help="Finetune run (adapter runs are merged first) or a model folder."),
     int8: bool = typer.Option(False, "--int8", help="Weight-only INT8 (the format offered)."),
-    out: Path | None = typer.Option(None, help="Output folder (default RUN/int8)."),
+    out: str | None = typer.Option(None, help="Output folder (default RUN/int8)."),
     data: str | None = typer.Option(None, help="Test set to measure on (default: the run's validation data)."),
-    backend: str = typer.Option("auto", help="auto | torchao (CPU) | bitsandbytes (CUDA GPU)."),
+    backend: str | None = typer.Option(None, help="auto (default) | torchao (CPU) | bitsandbytes (CUDA GPU)."),
     max_samples: int | None = typer.Option(None, help="Measure on the first N test samples only."),
-    max_new_tokens: int = typer.Option(256, help="Generation cap when scoring labelled (classification) data."),
-    batch_size: int = typer.Option(16, help="Evaluation batch size."),
+    max_new_tokens: int | None = typer.Option(None, help="Generation cap when scoring labelled data (default 256)."),
+    batch_size: int | None = typer.Option(None, help="Evaluation batch size (default 16)."),
 ):
     """Quantize to INT8 and write quantize_report.json (size ratio, metric change on the test set)."""
     from r1tune.recipes.export import quantize
 
-    quantize(run, int8=int8, out=out, data=data, backend=backend, max_samples=max_samples,
-             max_new_tokens=max_new_tokens, batch_size=batch_size)
+    given = dict(run=run, int8=int8, out=out, data=data, backend=backend, max_samples=max_samples,
+                 max_new_tokens=max_new_tokens, batch_size=batch_size)
+    quantize(load_config(QuantizeConfig, None, flag_overrides({}, given)))
 
 
 def _serve_config(config: Path | None, flags: dict, adapters: list[str], set_: list[str]):
-    from r1tune.config import ServeConfig, load_config, merge, parse_overrides
-
-    overrides: dict = {k: v for k, v in flags.items() if v is not None}
+    overrides = flag_overrides({}, flags)
     for pair in adapters:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
@@ -482,8 +463,6 @@ def serve_cmd(
     set_: list[str] = typer.Option([], "--set", help="Any ServeConfig key: --set limits.max_n=2"),
 ):
     """OpenAI-compatible server (/v1/chat/completions, /v1/models) with reasoning_content, streaming, limits."""
-    from r1tune.recipes.serve import serve
-
     flags = dict(host=host, port=port, api_key=api_key, served_name=served_name, template=template,
                  engine=engine, allow_template_mismatch=allow_template_mismatch or None)
     serve(run, _serve_config(config, flags, adapter, set_))
@@ -502,7 +481,7 @@ def chat_cmd(
     config: Path | None = typer.Option(None, "--config", help="YAML ServeConfig (optional)."),
 ):
     """Interactive terminal chat: reasoning streamed dimmed, then the answer."""
-    from r1tune.serve.chat import chat
+    from r1tune.recipes.chat import chat
 
     flags = dict(template=template, allow_template_mismatch=allow_template_mismatch or None)
     chat(run, _serve_config(config, flags, adapter, []), model=model, max_tokens=max_tokens,

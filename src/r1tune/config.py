@@ -75,6 +75,9 @@ class MethodConfig(Section):
         None, gt=0, le=1, description="Learning rate of layer l = lr × decay^(top − l): lower layers move less.")
 
 
+CPU_MICRO_BATCH_TOKENS = 2048  # train.max_micro_batch_tokens when unset on a CPU machine (see the field)
+
+
 class TrainConfig(Section):
     epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
@@ -376,6 +379,33 @@ class ServeConfig(Section):
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
 
 
+# ---------------------------------------------------------------- export (issue 7)
+
+
+class MergeConfig(Section):
+    """`r1tune export merge RUN`: fold a LoRA-family adapter into its base, in fp32, and check the result."""
+
+    run: str = Field("", description="Finetune run folder (or its final/) holding a LoRA-family adapter.")
+    out: str | None = Field(None, description="Output folder (default RUN/merged).")
+    base: str | None = Field(None, description="Full-precision base model (default: the one the run names).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Saved dtype: auto keeps the base checkpoint's own (bf16 for R1-Distill).")
+
+
+class QuantizeConfig(Section):
+    """`r1tune export quantize RUN --int8`: weight-only INT8 with its size and metric change measured."""
+
+    run: str = Field("", description="Finetune run (adapter runs are merged first) or a model folder.")
+    int8: bool = Field(False, description="Weight-only INT8 (the format offered).")
+    out: str | None = Field(None, description="Output folder (default RUN/int8).")
+    data: str | None = Field(None, description="Test set to measure on (default: the run's validation data).")
+    backend: Literal["auto", "torchao", "bitsandbytes"] = Field(
+        "auto", description="auto: bitsandbytes LLM.int8() on a CUDA GPU, torchao per-row INT8 on a CPU.")
+    max_samples: int | None = Field(None, gt=0, description="Measure on the first N test samples only.")
+    max_new_tokens: int = Field(256, gt=0, description="Generation cap when scoring labelled (classification) data.")
+    batch_size: int = Field(16, gt=0, description="Evaluation batch size.")
+
+
 # ---------------------------------------------------------------- evaluate (issue 6)
 
 EvalTask = Literal["auto", "classification", "generation", "extraction", "structured"]
@@ -493,18 +523,37 @@ def load_section(cls: type[Section], raw: dict, where: str = "config"):
         raise R1TuneError(f"{where}: {problems}") from None
 
 
+def set_key(tree: dict, key: str, value) -> dict:
+    """tree["a"]["b"] = value for key "a.b" (creating the levels)."""
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return tree
+
+
 def parse_overrides(pairs: list[str]) -> dict:
-    """["train.lr=1e-4", "method.name=full"] → nested dict, values parsed as YAML scalars/lists."""
+    """["train.lr=1e-4", "method.name=full"] → nested dict, values parsed as YAML scalars/lists (`--set`)."""
     tree: dict = {}
     for pair in pairs:
         if "=" not in pair:
             raise R1TuneError(f"--set expects key=value, got '{pair}'")
         key, value = pair.split("=", 1)
-        node = tree
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value) if value != "" else None
+        try:
+            set_key(tree, key, yaml.safe_load(value) if value != "" else None)
+        except yaml.YAMLError as e:
+            raise R1TuneError(f"--set {pair}: cannot read the value ({e})") from None
+    return tree
+
+
+def flag_overrides(keys: dict[str, str], given: dict) -> dict:
+    """Typed command-line values → nested overrides, as they are (no YAML round trip: `--layers 5` stays the
+    string '5', `--out 2024` the folder '2024'). `keys` maps flag name → config key; None means not given."""
+    tree: dict = {}
+    for flag, value in given.items():
+        if value is not None:
+            set_key(tree, keys.get(flag, flag), value)
     return tree
 
 

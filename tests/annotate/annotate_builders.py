@@ -55,16 +55,5 @@ def write_export(path, tasks: list[dict]):
     return path
 
 
-def read_jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def cli(*args) -> int:
-    """Run the `r1tune` command in-process; returns its exit code."""
-    from r1tune.cli import main
-
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code or 0
-    return 0
+from helpers import read_jsonl  # noqa: E402,F401  (re-exported for the annotate tests)
+from helpers import run_main as cli  # noqa: E402,F401

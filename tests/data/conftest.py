@@ -1,32 +1,8 @@
-"""Helpers for the prepare-step tests: write and read JSONL, and a tiny WordNet database in the real format."""
+"""Fixtures for the prepare-step tests: a tiny WordNet database in the real format (JSONL: tests/conftest.py)."""
 
-import json
 from pathlib import Path
 
 import pytest
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    """Records are dicts (written as JSON) or strings (written as they are, e.g. a broken line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-@pytest.fixture
-def jsonl():
-    return write_jsonl
-
-
-@pytest.fixture
-def read():
-    return read_jsonl
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from r1tune.config import CheckConfig, UserCheck
-from r1tune.data.quality import QualityChecker, check_file, truncation_reason
+from r1tune.data.quality import QualityChecker, check_file
+from r1tune.data.quality_rules import truncation_reason
 from r1tune.errors import R1TuneError
 
 LABELS = ["正面", "负面", "中性"]
@@ -178,7 +179,7 @@ def test_unknown_threshold_and_bad_user_checks_are_named():
 def test_plain_alpaca_shortcut_agrees_with_to_sample():
     """The check step skips building the sample only where to_sample surely succeeds."""
     from r1tune.data.formats import to_sample
-    from r1tune.data.quality import _Loc, _plain_alpaca
+    from r1tune.data.quality_rules import RecordLoc, plain_alpaca
     from r1tune.errors import DataError
 
     base = {"instruction": "判断情感", "input": "营收增长", "output": "正面"}
@@ -191,9 +192,9 @@ def test_plain_alpaca_shortcut_agrees_with_to_sample():
     records = [{**base, **v} for v in variants] + [{"output": "a"}, {"instruction": "q"}]
     for record in records:
         try:
-            to_sample(record, _Loc("x"), "alpaca")
+            to_sample(record, RecordLoc("x"), "alpaca")
             ok = True
         except DataError:
             ok = False
-        assert not _plain_alpaca(record) or ok, record  # never says "valid" where to_sample fails
-    assert _plain_alpaca(base) and _plain_alpaca({**base, "input": None, "label": "正面", "history": []})
+        assert not plain_alpaca(record) or ok, record  # never says "valid" where to_sample fails
+    assert plain_alpaca(base) and plain_alpaca({**base, "input": None, "label": "正面", "history": []})

@@ -5,15 +5,10 @@ import random
 
 import pytest
 
-from r1tune.model.template import RESOURCES
+from helpers import FINSENT, write_jsonl
 
-FINSENT_TEST = RESOURCES / "datasets" / "finsent" / "test.jsonl"
+FINSENT_TEST = FINSENT / "test.jsonl"
 LABELS = ["positive", "negative", "neutral"]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="session")

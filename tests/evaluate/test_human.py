@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from r1tune.errors import R1TuneError
-from r1tune.evaluate.human import CRITERIA, export_sheet, import_sheets, label_studio_config
+from r1tune.evaluate.human import CRITERIA, export_sheet, label_studio_config
+from r1tune.recipes.human_eval import import_sheets
 
 
 def read_sheet(path):

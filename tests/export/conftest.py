@@ -6,20 +6,14 @@ each other (generation measured 10x slower), and the tiny model gains nothing fr
 import pytest
 
 from r1tune.config import FinetuneConfig
-from r1tune.model.template import RESOURCES
-
-FINSENT = RESOURCES / "datasets" / "finsent"
 
 
 @pytest.fixture(scope="session")
-def export_run(tiny_model_dir, tmp_path_factory):
+def export_run(tiny_model_dir, finsent_file, tmp_path_factory):
     from r1tune.recipes.finetune import finetune
 
-    root = tmp_path_factory.mktemp("export")
-    data = root / "train.jsonl"
-    data.write_text("".join((FINSENT / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:80]),
-                    encoding="utf-8")
-    out = root / "tuned"
+    data = finsent_file(80)
+    out = tmp_path_factory.mktemp("export") / "tuned"
     finetune(FinetuneConfig(model={"name_or_path": str(tiny_model_dir)},
                             data={"train": str(data), "val_split": 0.2, "max_length": 128},
                             method={"name": "lora", "lora_r": 8, "lora_alpha": 16},
@@ -29,8 +23,5 @@ def export_run(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def finsent_test(tmp_path_factory):
-    path = tmp_path_factory.mktemp("finsent-test") / "test.jsonl"
-    path.write_text("".join((FINSENT / "test.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:40]),
-                    encoding="utf-8")
-    return path
+def finsent_test(finsent_file):
+    return finsent_file(40, "test")

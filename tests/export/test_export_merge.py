@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from r1tune.errors import R1TuneError
 from r1tune.export.merge import CHECK_PROMPTS, merge_run, merged_is_current, vllm_layout_problems
-from r1tune.model.load import load_for_inference
+from r1tune.model.runs import load_for_inference
 
 
 @pytest.fixture(scope="module")

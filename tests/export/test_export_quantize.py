@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 
-from r1tune.config import ServeConfig
-from r1tune.export.quantize import quantize_run
+from r1tune.config import QuantizeConfig, ServeConfig
+from r1tune.recipes.export import quantize_run
 
 
 @pytest.fixture(scope="module")
 def int8(export_run, finsent_test):
-    return quantize_run(export_run, data=str(finsent_test), max_new_tokens=16)
+    return quantize_run(QuantizeConfig(run=str(export_run), int8=True, data=str(finsent_test), max_new_tokens=16))
 
 
 def test_int8_round_trip_loads_and_generates(int8, export_run):
@@ -57,7 +57,7 @@ def test_report_next_to_the_weights_has_sizes_and_metric_change(int8, export_run
 
 
 def test_without_data_the_runs_held_out_split_and_token_metrics_are_used(export_run, tmp_path):
-    report = quantize_run(export_run, tmp_path / "q", max_samples=8)
+    report = quantize_run(QuantizeConfig(run=str(export_run), int8=True, out=str(tmp_path / "q"), max_samples=8))
     ev = report["evaluation"]
     assert ev["kind"] == "token" and ev["metric"] == "token_accuracy" and ev["samples"] == 8
     assert ev["data"].startswith("validation split held out of")

@@ -10,12 +10,12 @@ from safetensors.torch import load_file
 
 from r1tune.config import FinetuneConfig, MethodConfig
 from r1tune.errors import R1TuneError
-from r1tune.model.load import load_for_inference
+from r1tune.model import runs as run_folders
 from r1tune.model.methods import MERGEABLE_METHODS, PEFT_METHODS, apply_method, merge_adapter, resolve_layers
-from r1tune.model.template import RESOURCES, render_prompt
+from r1tune.model.runs import load_for_inference
+from r1tune.model.template import render_prompt
 from r1tune.recipes import finetune as recipe
 
-FINSENT = RESOURCES / "datasets" / "finsent" / "train.jsonl"
 METHODS = {  # method → (extra method settings, lr)
     "lora": ({}, 5e-3),
     "dora": ({}, 5e-3),
@@ -30,10 +30,8 @@ METHODS = {  # method → (extra method settings, lr)
 
 
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    path.write_text("".join(FINSENT.read_text(encoding="utf-8").splitlines(keepends=True)[:64]), encoding="utf-8")
-    return path
+def data_file(finsent_file):
+    return finsent_file(64)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +44,7 @@ def trained(tiny_model_dir, data_file, tmp_path_factory):
             extra, lr = METHODS[name]
             out = tmp_path_factory.mktemp(name)
             seen = {}
-            real_apply, real_save = recipe.apply_method, recipe.save_trained
+            real_apply, real_save = recipe.apply_method, run_folders.save_trained
 
             def recording_apply(model, cfg, *a, **k):
                 wrapped = real_apply(model, cfg, *a, **k)
@@ -58,7 +56,7 @@ def trained(tiny_model_dir, data_file, tmp_path_factory):
                 seen["after"] = {n: p.detach().clone() for n, p in model.named_parameters()}
                 return real_save(model, folder)
 
-            recipe.apply_method, recipe.save_trained = recording_apply, recording_save
+            recipe.apply_method, run_folders.save_trained = recording_apply, recording_save
             try:
                 recipe.finetune(FinetuneConfig(
                     model={"name_or_path": str(tiny_model_dir)},
@@ -68,7 +66,7 @@ def trained(tiny_model_dir, data_file, tmp_path_factory):
                            "seed": 5, "threads": 2},
                     out=str(out)))
             finally:
-                recipe.apply_method, recipe.save_trained = real_apply, real_save
+                recipe.apply_method, run_folders.save_trained = real_apply, real_save
             runs[name] = (out, seen)
         return runs[name]
 
@@ -122,9 +120,13 @@ def test_reloads_and_cached_generation_equals_no_cache_recompute(name, trained):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_merge_where_the_method_allows_it(name, trained):
     out, _ = trained(name)
-    if name not in PEFT_METHODS:
-        return  # full / freeze already are plain models
     model, tok = load_for_inference(out)
+    if name not in PEFT_METHODS:  # full / freeze save a plain model: standalone already, nothing to merge
+        assert not (out / "final" / "adapter_config.json").exists() and (out / "final" / "config.json").exists()
+        assert not hasattr(model, "peft_config")
+        with pytest.raises(R1TuneError, match="nothing to merge"):
+            merge_adapter(model)
+        return
     ids = torch.tensor([tok("营收3.5亿元，同比增长12.3%", add_special_tokens=False)["input_ids"]])
     if name not in MERGEABLE_METHODS:
         with pytest.raises(R1TuneError, match="cannot be merged"):

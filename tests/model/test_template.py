@@ -4,7 +4,6 @@ one bos; labels cover exactly the answer and its eos, by position (pad == eos)."
 import jinja2
 import pytest
 
-from r1tune.data.batching import collate
 from r1tune.errors import R1TuneError
 from r1tune.model.template import (
     BOS,
@@ -17,6 +16,7 @@ from r1tune.model.template import (
     template_name,
     tokenize_training,
 )
+from r1tune.train.data import collate
 
 OFFICIAL = (RESOURCES.parent.parent.parent.parent / "shared" / "r1" / "chat_template.jinja")
 

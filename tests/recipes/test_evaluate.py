@@ -75,10 +75,9 @@ def test_medical_records_example_end_to_end(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from r1tune.model.load import load_for_inference
-    from r1tune.recipes.evaluate import load_checkpoint_for_inference
+    from r1tune.model.runs import load_for_inference
 
-    step_model, tokenizer = load_checkpoint_for_inference(checkpoint)
+    step_model, tokenizer = load_for_inference(checkpoint)
     params = dict(step_model.named_parameters())
     saved = load_file(checkpoint / "trainable.safetensors")
     assert saved and all(torch.equal(params[name], value) for name, value in saved.items())

@@ -13,19 +13,15 @@ from safetensors.torch import load_file
 
 from r1tune.config import FinetuneConfig
 from r1tune.errors import R1TuneError
-from r1tune.model.template import RESOURCES
 from r1tune.recipes import finetune as recipe
 from r1tune.recipes.finetune import finetune
 from r1tune.train.checkpoint import complete_checkpoints
-
-FINSENT = RESOURCES / "datasets" / "finsent" / "train.jsonl"
+from r1tune.train.precision import resolve_precision
 
 
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    path.write_text("".join(FINSENT.read_text(encoding="utf-8").splitlines(keepends=True)[:80]), encoding="utf-8")
-    return path
+def data_file(finsent_file):
+    return finsent_file(80)
 
 
 def config(model_dir, data_file, out, **train):
@@ -190,7 +186,7 @@ def test_peak_memory_of_a_child_is_not_its_parents_peak(tmp_path):
     peak as its own. The recipe's peak is the process image's own, counted from the baseline."""
     ballast = torch.ones(400 * 2**20 // 4)  # 400 MiB resident in this (parent) process
     ballast.add_(1)
-    code = ("from r1tune.recipes.finetune import peak_memory, process_memory; import torch; b = process_memory(); "
+    code = ("from r1tune.train.memory import peak_memory, process_memory; import torch; b = process_memory(); "
             "x = torch.ones(50 * 2**18); x.add_(1); print(peak_memory(b))")
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak = int(child.stdout.split()[-1])
@@ -216,13 +212,13 @@ def test_precision_auto_uses_bf16_base_on_cpus_with_native_bf16(tiny_model_dir, 
     import r1tune.model.methods as methods
 
     monkeypatch.setattr(methods, "cpu_has_native_bf16", lambda: False)
-    assert recipe.resolve_precision(lora) == ("auto", "no")
+    assert resolve_precision(lora) == ("auto", "no")
     monkeypatch.setattr(methods, "cpu_has_native_bf16", lambda: True)
-    assert recipe.resolve_precision(lora) == ("bfloat16", "bf16")
-    assert recipe.resolve_precision(FinetuneConfig(method={"name": "full"})) == ("auto", "no")  # trained weights
-    assert recipe.resolve_precision(FinetuneConfig(method={"name": "qlora"})) == ("auto", "no")  # 4-bit base
+    assert resolve_precision(lora) == ("bfloat16", "bf16")
+    assert resolve_precision(FinetuneConfig(method={"name": "full"})) == ("auto", "no")  # trained weights
+    assert resolve_precision(FinetuneConfig(method={"name": "qlora"})) == ("auto", "no")  # 4-bit base
     explicit = FinetuneConfig(method={"name": "lora"}, train={"mixed_precision": "no"})
-    assert recipe.resolve_precision(explicit) == ("auto", "no")
+    assert resolve_precision(explicit) == ("auto", "no")
 
     out = tmp_path / "bf16"
     summary = finetune(config(tiny_model_dir, data_file, out, max_steps=8, eval_every=100, save_every=100))

@@ -12,9 +12,6 @@ import time
 import pytest
 
 from r1tune.config import FinetuneConfig, ServeConfig
-from r1tune.model.template import RESOURCES
-
-FINSENT = RESOURCES / "datasets" / "finsent"
 
 
 def make_lora_run(model_dir, out, data_file, steps=8, seed=7):
@@ -29,11 +26,8 @@ def make_lora_run(model_dir, out, data_file, steps=8, seed=7):
 
 
 @pytest.fixture(scope="session")
-def finsent_subset(tmp_path_factory):
-    path = tmp_path_factory.mktemp("finsent") / "train.jsonl"
-    lines = (FINSENT / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:80]
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
+def finsent_subset(finsent_file):
+    return finsent_file(80)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ exactly what the same weights give outside the server."""
 import pytest
 
 from r1tune.evaluate.generate import generate
-from r1tune.model.load import load_for_inference
+from r1tune.model.runs import load_for_inference
 
 QUESTION = "判断这条财经新闻的情感倾向，只回答 positive、negative 或 neutral。\n\n药明康德一季度净利润同比增长43%，超出市场预期"
 

@@ -36,5 +36,6 @@ def test_fifty_concurrent_requests_all_succeed(server_url, engine):
     batches = engine.stats["batches"] - before["batches"]
     print(f"\n50 concurrent requests: wall {wall:.2f}s, latency p50 {statistics.median(latencies):.2f}s "
           f"max {max(latencies):.2f}s, {batches} batches (largest {engine.stats['largest_batch']} rows)")
-    assert len(latencies) == 50
+    assert engine.stats["rows"] - before["rows"] >= 50  # every request was generated, none refused or lost
+    assert max(latencies) <= wall
     assert batches < 50  # concurrent requests for the same model were batched

@@ -9,17 +9,12 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from r1tune.model.template import RESOURCES
 from r1tune.train.checkpoint import complete_checkpoints
-
-FINSENT = RESOURCES / "datasets" / "finsent" / "train.jsonl"
 
 
 @pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("dp") / "train.jsonl"
-    path.write_text("".join(FINSENT.read_text(encoding="utf-8").splitlines(keepends=True)[:48]), encoding="utf-8")
-    return path
+def data_file(finsent_file):
+    return finsent_file(48)
 
 
 def run(model, data, out, *extra, env=None):

@@ -3,8 +3,8 @@
 import torch
 from transformers import AutoModelForCausalLM
 
-from r1tune.data.batching import collate
 from r1tune.model.template import TokenizedSample
+from r1tune.train.data import collate
 from r1tune.train.loss import target_loss
 
 
@@ -92,7 +92,7 @@ def test_frozen_head_fused_loss_equals_the_recomputed_path():
 def test_sharded_engine_loss_is_the_same_target_token_sum(tiny_model_dir):
     """Under FSDP / DeepSpeed the recipe takes the model's own loss (the engine must run the wrapped forward);
     with num_items_in_batch = 1 it must be the same sum over target tokens as the chunked path."""
-    from r1tune.recipes.finetune import sharded_loss
+    from r1tune.train.loss import sharded_loss
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     batch = collate(samples(), pad_id=0)

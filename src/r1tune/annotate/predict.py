@@ -184,15 +184,16 @@ def model_predictor(run: str | Path, schema: AnnotationSchema, max_new_tokens: i
                     batch_size: int = 8) -> tuple[Callable[[list[str]], list[dict]], str]:
     """A predictor backed by a model folder or finetune run (greedy decoding); returns (predictor, model_version)."""
     from r1tune.evaluate.generate import generate
-    from r1tune.model.load import load_for_inference, read_provenance, resolve_run
+    from r1tune.model.runs import load_for_inference, resolve_run
 
-    model, tokenizer = load_for_inference(run)
+    resolved = resolve_run(run)
+    model, tokenizer = load_for_inference(resolved)
 
     def complete(conversations: list[list[dict]]) -> list[ParsedOutput]:
         outputs = generate(model, tokenizer, conversations, max_new_tokens=max_new_tokens, batch_size=batch_size)
         return [g.parsed for g in outputs]
 
-    provenance = read_provenance(resolve_run(run))
+    provenance = resolved.provenance
     version = f"r1tune:{Path(run).resolve().name}"
     if provenance.get("base_model"):
         version += f" ({provenance['base_model']})"

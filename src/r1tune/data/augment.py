@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from r1tune.config import AugmentConfig
-from r1tune.data.io import write_jsonl
+from r1tune.data.io import read_records, write_jsonl
 from r1tune.data.lang import TAG_RE
 from r1tune.data.pii import PLACEHOLDER_RE
 from r1tune.data.records import (
@@ -368,8 +368,6 @@ def augment_record(record: dict, thesaurus: Thesaurus, rng: random.Random, confi
 def label_values(path: str | Path, limit: int = 1000) -> set[str]:
     """Every label value in the file (a first streaming pass): a prompt that lists the classes
     (正面、负面或中性) must keep all of them, not only its own."""
-    from r1tune.data.io import read_records
-
     values: set[str] = set()
     for _, record in read_records(path, on_error="skip"):
         key = label_key(record)

@@ -38,16 +38,16 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 
 import yaml
 
-from r1tune.config import CleanConfig
+from r1tune.config import CleanConfig, load_section
 from r1tune.data.io import json_encoder, write_jsonl
 from r1tune.data.lang import ZH_EN_MIXED, detect_language, is_zh_en_or_mixed
+from r1tune.data.numbers import CN_SCALE, EN_SCALE, chinese_numeral, scientific
 from r1tune.data.parallel import chunk_results, workers_for
 from r1tune.data.pii import Masker, compile_patterns, find_pii
 from r1tune.data.records import (
@@ -205,55 +205,12 @@ def remove_symbol_noise(text: str) -> str:
 
 # ---------------------------------------------------------------- numbers
 
-CN_SCALE = {"万亿": 12, "千亿": 11, "百亿": 10, "十亿": 9, "亿": 8, "千万": 7, "百万": 6, "十万": 5, "万": 4}
-EN_SCALE = {"trillion": 12, "billion": 9, "bn": 9, "million": 6, "mn": 6, "thousand": 3}
-CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-CN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
-
 _THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d]|,\d)")
 _CN_SCALED = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s?(" + "|".join(CN_SCALE) + ")")
 _EN_SCALED = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s?(" + "|".join(EN_SCALE) + r")\b", re.I)
 _PERCENT_SPACE = re.compile(r"(\d)\s+(?:%|percent\b|per cent\b)|(\d)(?:percent\b)", re.I)
 _PERCENT_CN = re.compile(r"百分之([\d.]+|[零〇一二两三四五六七八九十百千点]+)")
 _NUMBER_HINT = re.compile(r"\d[,\s]?[\d万亿千百十]|百分之|\d\s?[A-Za-z]")
-
-
-def scientific(mantissa: str, exponent: int) -> str:
-    """Exact decimal scaling: scientific("3.5", 8) → "3.5e8", scientific("120", 4) → "1.2e6"."""
-    value = Decimal(mantissa).scaleb(exponent).normalize()
-    if value == 0:
-        return "0"
-    sign, digits, exp = value.as_tuple()
-    s = "".join(map(str, digits))
-    mant = s[0] + ("." + s[1:] if len(s) > 1 else "")
-    return f"{'-' if sign else ''}{mant}e{len(s) - 1 + exp}"
-
-
-def chinese_numeral(text: str) -> Decimal | None:
-    """十二点三 → 12.3, 一百零五 → 105, 两千 → 2000; None when it is not a plain numeral."""
-    whole, _, frac = text.partition("点")
-    if not whole and not frac:
-        return None
-    total, section, digit = 0, 0, None
-    for ch in whole:
-        if ch in CN_DIGITS:
-            digit = CN_DIGITS[ch]
-        elif ch in CN_UNITS:
-            unit = CN_UNITS[ch]
-            if unit == 10000:
-                total += (section + (digit or 0)) * unit
-                section, digit = 0, None
-            else:
-                section += (1 if digit is None else digit) * unit
-                digit = None
-        else:
-            return None
-    total += section + (digit or 0)
-    if frac:
-        if any(ch not in CN_DIGITS for ch in frac):
-            return None
-        return Decimal(f"{total}.{''.join(str(CN_DIGITS[ch]) for ch in frac)}")
-    return Decimal(total)
 
 
 def _cn_percent(m: re.Match) -> str:
@@ -272,47 +229,6 @@ def normalize_numbers(text: str) -> str:
     text = _EN_SCALED.sub(lambda m: scientific(m.group(1), EN_SCALE[m.group(2).lower()]), text)
     text = _PERCENT_CN.sub(_cn_percent, text)
     return _PERCENT_SPACE.sub(lambda m: (m.group(1) or m.group(2)) + "%", text)
-
-
-_NUMBER_TEXT = re.compile(
-    r"^(?P<neg>[-−–])?[\s¥$€£]*(?P<num>\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?P<scale>" + "|".join(CN_SCALE) + "|"
-    + "|".join(EN_SCALE) + r"|%|‰)?\s*(?:元|美元|港元|人民币|yuan|usd|rmb|cny)?$", re.I)
-
-
-def parse_number(value) -> float | None:
-    """A number as finance writes it: 1,234.5 / (1,234) / -3.5亿元 / 120万 / ¥3.5 billion / 12.3% (→ 0.123)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if not isinstance(value, str):
-        return None
-    return _parse_number_text(value)
-
-
-@lru_cache(maxsize=4096)  # the quality check parses every short field: labels and short answers repeat
-def _parse_number_text(value: str) -> float | None:
-    text = unicodedata.normalize("NFKC", value).strip().replace(",", "")
-    negative = text.startswith("(") and text.endswith(")")
-    if negative:
-        text = text[1:-1].strip()
-    m = _NUMBER_TEXT.match(text)
-    if not m:
-        return None
-    try:
-        number = Decimal(m.group("num"))
-    except InvalidOperation:
-        return None
-    scale = (m.group("scale") or "").lower()
-    if scale in CN_SCALE or scale in EN_SCALE:
-        number = number.scaleb(CN_SCALE.get(scale, EN_SCALE.get(scale, 0)))
-    elif scale == "%":
-        number /= 100
-    elif scale == "‰":
-        number /= 1000
-    if m.group("neg") or negative:
-        number = -number
-    return float(number)
 
 
 # ---------------------------------------------------------------- whitespace
@@ -574,8 +490,6 @@ def load_rules_file(path: str | Path) -> CleanConfig:
         raw = {"user_rules": raw}
     if isinstance(raw, dict) and "clean" in raw:
         raw = raw["clean"]
-    from r1tune.config import load_section
-
     return load_section(CleanConfig, raw or {}, str(path))
 
 

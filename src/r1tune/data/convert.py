@@ -25,8 +25,8 @@ from collections import Counter
 from pathlib import Path
 
 from r1tune.config import DialogueSpec, SemiSpec, StructuredSpec, TemplateSpec, load_section, read_yaml
-from r1tune.data.clean import parse_number
 from r1tune.data.io import Location, write_jsonl
+from r1tune.data.numbers import parse_number
 from r1tune.data.records import content_hash
 from r1tune.data.steplog import StepLog, read_input
 from r1tune.errors import R1TuneError

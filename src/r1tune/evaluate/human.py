@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from r1tune.errors import R1TuneError
+from r1tune.evaluate.bootstrap import MetricStats, confidence_interval, resample_weights
 
 CRITERIA = ("accuracy", "fluency", "domain_fit")
 RUBRIC = {
@@ -209,8 +210,6 @@ def _alpha(reliability: np.ndarray, level: str) -> float | None:
 
 
 def human_report(key: dict, judgements: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
-    from r1tune.evaluate.bootstrap import MetricStats, confidence_interval, resample_weights
-
     items = key["items"]
     unknown = sorted({j["item"] for j in judgements} - set(items))
     if unknown:
@@ -268,33 +267,4 @@ def human_report(key: dict, judgements: list[dict], resamples: int = 1000, seed:
         if j["preference"] is not None:
             matrix[index[j["rater"]], column[j["item"]]] = PREFERENCES.index(j["preference"])
     summary["agreement"]["preference"] = _alpha(matrix, "nominal")
-    return summary
-
-
-def import_sheets(sheet_dir: str | Path, filled: list[str | Path], resamples: int = 1000, seed: int = 0) -> dict:
-    """Score filled sheets against the sheet's key; write human.json there and into the evaluation folder,
-    and render that evaluation's report again with the human results in it."""
-    sheet_dir = Path(sheet_dir)
-    if not (sheet_dir / "key.json").exists():
-        raise R1TuneError(f"{sheet_dir}: no key.json (export the sheet with `r1tune human-eval export`)")
-    if not filled:
-        raise R1TuneError("give at least one filled sheet (CSV) or Label Studio export (JSON)")
-    missing = [str(p) for p in filled if not Path(p).exists()]
-    if missing:
-        raise R1TuneError(f"filled sheet not found: {', '.join(missing)}")
-    key = json.loads((sheet_dir / "key.json").read_text(encoding="utf-8"))
-    judgements = [j for path in filled for j in read_filled(path)]
-    if not judgements:
-        raise R1TuneError("the filled sheets hold no ratings")
-    summary = human_report(key, judgements, resamples=resamples, seed=seed)
-    text = json.dumps(summary, ensure_ascii=False, indent=1)
-    (sheet_dir / "human.json").write_text(text, encoding="utf-8")
-    eval_dir = Path(key["evaluation"])
-    if (eval_dir / "metrics.json").exists():
-        from r1tune.evaluate.report import render_report
-
-        (eval_dir / "human.json").write_text(text, encoding="utf-8")
-        results = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
-        render_report(results, eval_dir / "report.html", human=summary)
-        summary["report"] = str(eval_dir / "report.html")
     return summary

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from r1tune.evaluate import text_metrics
 from r1tune.evaluate.bootstrap import MetricStats
 from r1tune.evaluate.classification import classification_report, confusion_matrix, normalise_label
-from r1tune.evaluate.extraction import extraction_report, prf
+from r1tune.evaluate.extraction import extraction_report, parse_structure, prf
 from r1tune.evaluate.reasoning_format import FORMAT_METRICS, check_format
 from r1tune.evaluate.structured import exact_match, json_valid, schema_valid
 from r1tune.model.reasoning import ParsedOutput
@@ -75,7 +76,6 @@ def detect_task(items: list[EvalItem], labels: list[str] | None) -> str:
     if labels or (items and all(i.label for i in items)):
         return "classification"
     if items and sum(json_valid(i.reference) for i in items) >= 0.8 * len(items):
-        from r1tune.evaluate.extraction import parse_structure
 
         has_structure = sum(bool(parse_structure(i.reference)[1]) or '"entities"' in i.reference for i in items)
         return "extraction" if has_structure >= 0.5 * len(items) else "structured"
@@ -100,8 +100,6 @@ def _macro_f1(total: np.ndarray, labels: list[str]) -> float:
 
 def score_outputs(items: list[EvalItem], outputs: list[list[Output]], task: str, metrics: list[str],
                   options: ScoringOptions | None = None) -> SystemScore:
-    from r1tune.evaluate import text_metrics
-
     options = options or ScoringOptions()
     draws = len(outputs[0]) if outputs else 1
     if any(len(o) != draws for o in outputs):

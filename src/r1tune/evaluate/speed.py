@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from r1tune.evaluate.generate import generate
+
 
 def throughput(generations, seconds: float) -> dict:
     tokens = sum(g.new_tokens for g in generations)
@@ -26,8 +28,6 @@ def throughput(generations, seconds: float) -> dict:
 
 def measure_latency(model, tokenizer, conversations: list[list[dict]], **generate_kwargs) -> list[dict]:
     """Generate each conversation alone; [{"seconds", "new_tokens", "chars"}] per request."""
-    from r1tune.evaluate.generate import generate
-
     generate_kwargs = {**generate_kwargs, "batch_size": 1}
     out = []
     for conversation in conversations:

@@ -25,9 +25,16 @@ import time
 from pathlib import Path
 
 import torch
+from peft import PeftModel
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModelForCausalLM
 
+from r1tune.config import ModelConfig
 from r1tune.errors import R1TuneError
-from r1tune.model.load import read_provenance, resolve_run
+from r1tune.model.load import load_model, load_tokenizer
+from r1tune.model.methods import merge_adapter
+from r1tune.model.runs import Run, read_provenance, resolve_run
+from r1tune.model.template import render_prompt
 
 for _name in ("torchao", "torch.utils._pytree"):  # CUDA-kernel warnings of torchao on a CPU torch
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -42,14 +49,8 @@ CHECK_PROMPTS = [
 VLLM_ARCHITECTURES = {"Qwen2ForCausalLM", "LlamaForCausalLM"}  # the R1-Distill architectures
 
 
-def run_root(run: str | Path) -> Path:
-    """The run folder (RUN for both RUN and RUN/final)."""
-    run = Path(run)
-    return run.parent if run.name == "final" else run
-
-
-def default_merged_dir(run: str | Path) -> Path:
-    return run_root(run) / "merged"
+def default_merged_dir(run: Run) -> Path:
+    return run.root / "merged"
 
 
 def adapter_hash(folder: Path) -> str:
@@ -61,17 +62,16 @@ def adapter_hash(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def merged_is_current(run: str | Path, merged: Path) -> bool:
+def merged_is_current(run: Run | str | Path, merged: Path) -> bool:
     """A merge of exactly this adapter already sits in `merged`."""
+    run = run if isinstance(run, Run) else resolve_run(run)
     report = merged / "merge_report.json"
     if not report.exists():
         return False
-    return json.loads(report.read_text(encoding="utf-8")).get("adapter_hash") == adapter_hash(resolve_run(run))
+    return json.loads(report.read_text(encoding="utf-8")).get("adapter_hash") == adapter_hash(run.folder)
 
 
 def check_prompt_ids(tokenizer, template: str | None = None) -> list[list[int]]:
-    from r1tune.model.template import render_prompt
-
     return [tokenizer(render_prompt(tokenizer, [{"role": "user", "content": p}], template),
                       add_special_tokens=False)["input_ids"] for p in CHECK_PROMPTS]
 
@@ -94,8 +94,6 @@ def base_quantization(base: str) -> dict | None:
     config = Path(base) / "config.json"
     if config.exists():
         return json.loads(config.read_text(encoding="utf-8")).get("quantization_config")
-    from transformers import AutoConfig
-
     try:
         return getattr(AutoConfig.from_pretrained(base), "quantization_config", None)
     except OSError:
@@ -109,19 +107,9 @@ def base_dtype(base: str) -> torch.dtype:
         raw = json.loads(config.read_text(encoding="utf-8"))
         name = raw.get("dtype") or raw.get("torch_dtype")
     else:
-        from transformers import AutoConfig
-
         name = getattr(AutoConfig.from_pretrained(base), "dtype", None)
     name = str(name or "float32").removeprefix("torch.")
     return getattr(torch, name) if name in ("float32", "bfloat16", "float16") else torch.float32
-
-
-def resolve_base(folder: Path, base: str | None) -> str:
-    adapter_cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    base = base or read_provenance(folder).get("base_model") or adapter_cfg.get("base_model_name_or_path")
-    if not base:
-        raise R1TuneError(f"{folder}: cannot tell the base model; pass --base")
-    return base
 
 
 def weight_files(folder: Path) -> dict[str, int]:
@@ -130,8 +118,6 @@ def weight_files(folder: Path) -> dict[str, int]:
 
 def vllm_layout_problems(folder: Path, quantized: bool = False) -> list[str]:
     """What vLLM would miss or trip over in a model folder ([] = nothing)."""
-    from safetensors import safe_open
-
     problems = []
     config_path = folder / "config.json"
     if not config_path.exists():
@@ -206,23 +192,19 @@ def copy_run_files(folder: Path, out: Path, export: dict) -> None:
     (out / "provenance.json").write_text(json.dumps(provenance, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
-def merge_run(run: str | Path, out: str | Path | None = None, base: str | None = None, dtype: str = "auto") -> dict:
+def merge_run(run: Run | str | Path, out: str | Path | None = None, base: str | None = None,
+              dtype: str = "auto") -> dict:
     """Merge RUN's LoRA adapter into its base in fp32, save, reload and compare; returns the report."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from r1tune.config import ModelConfig
-    from r1tune.model.load import load_model, load_tokenizer
-
     t0 = time.perf_counter()
-    folder = resolve_run(run)
-    if not (folder / "adapter_config.json").exists():
+    run = run if isinstance(run, Run) else resolve_run(run)
+    folder = run.folder
+    if run.kind != "adapter":
         if (folder / "config.json").exists():
             raise R1TuneError(f"{folder} holds a full model (method full or freeze), not an adapter: it is standalone "
                               "already — serve or quantize it as it is")
         raise R1TuneError(f"{folder}: no adapter (adapter_config.json) to merge")
     out = Path(out) if out else default_merged_dir(run)
-    base = resolve_base(folder, base)
+    base = run.base_model(base)
     quant = base_quantization(base)
     if quant:
         raise R1TuneError(f"the base {base} is quantized ({quant.get('quant_method', quant)}): merging LoRA into "
@@ -235,7 +217,7 @@ def merge_run(run: str | Path, out: str | Path | None = None, base: str | None =
     prompts = check_prompt_ids(tokenizer)
     adapter_logits = prompt_logits(model, prompts)
 
-    merged = model.merge_and_unload()
+    merged = merge_adapter(model)  # refuses prompt-learning adapters and 8/4-bit bases, with the reason
     in_memory = compare_logits(adapter_logits, prompt_logits(merged, prompts))
     tmp = prepare_out(out, "merge_report.json")
     merged.to(save_dtype).save_pretrained(tmp, safe_serialization=True)

@@ -3,6 +3,8 @@
     r1tune export quantize runs/quickstart/tuned --int8 --data src/r1tune/resources/datasets/finsent/test.jsonl
     # → runs/quickstart/tuned/int8/ (safetensors + config + tokenizer) and int8/quantize_report.json
 
+These are the parts; the flow (recipes/export.py) merges if needed, quantizes, reloads and measures.
+
 The source is full precision: an adapter run is merged first (`export merge`, kept in RUN/merged). On a
 CPU the weights are quantized with torchao (`Int8WeightOnlyConfig`, per-row scales): every linear layer, the
 LM head and the input embeddings; norms and biases stay in float. With a CUDA GPU and bitsandbytes
@@ -28,40 +30,35 @@ import gc
 import json
 import logging
 import re
-import time
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModelForCausalLM, TorchAoConfig
 
+from r1tune.data.formats import load_samples
 from r1tune.errors import R1TuneError
-from r1tune.export.merge import (
-    check_prompt_ids,
-    compare_logits,
-    copy_run_files,
-    default_merged_dir,
-    merge_run,
-    merged_is_current,
-    prepare_out,
-    prompt_logits,
-    publish,
-    run_root,
-    vllm_layout_problems,
-    weight_files,
-)
-from r1tune.model.load import resolve_run
+from r1tune.evaluate.classification import score_generations
+from r1tune.evaluate.generate import generate
+from r1tune.export.merge import default_merged_dir, merge_run, merged_is_current
+from r1tune.model.load import resolve_dtype
+from r1tune.model.runs import Run
+from r1tune.model.template import render_training, resolve_template, tokenize_training
+from r1tune.train.data import load_training_data
+from r1tune.train.loss import evaluate_loss
 
 for _name in ("torchao", "torch.utils._pytree"):  # CUDA-kernel warnings of torchao on a CPU torch
     logging.getLogger(_name).setLevel(logging.ERROR)
 
 
-def default_int8_dir(run: str | Path) -> Path:
-    return run_root(run) / "int8"
+def default_int8_dir(run: Run) -> Path:
+    return run.root / "int8"
 
 
-def full_precision_source(run: str | Path) -> Path:
+def full_precision_source(run: Run) -> Path:
     """A standalone full-precision model folder for RUN: the run itself, or its (re)made merge."""
-    folder = resolve_run(run)
-    if (folder / "adapter_config.json").exists():
+    folder = run.folder
+    if run.kind == "adapter":
         merged = default_merged_dir(run)
         if not merged_is_current(run, merged):
             print(f"merging the adapter first (in full precision) into {merged}", flush=True)
@@ -77,8 +74,6 @@ def full_precision_source(run: str | Path) -> Path:
 
 def count_parameters(folder: Path) -> int:
     """Parameters stored in a folder's safetensors, read from the headers (no weights loaded)."""
-    from safetensors import safe_open
-
     total = 0
     for shard in folder.glob("*.safetensors"):
         with safe_open(str(shard), "pt") as f:
@@ -106,7 +101,6 @@ def choose_backend(backend: str) -> str:
 def torchao_int8_config(source: Path):
     """TorchAoConfig quantizing the weight of every Linear and of the input embedding (when not tied)."""
     from torchao.quantization import FqnToConfig, Int8WeightOnlyConfig
-    from transformers import AutoConfig, AutoModelForCausalLM, TorchAoConfig
 
     config = AutoConfig.from_pretrained(source)
     with torch.device("meta"):
@@ -128,8 +122,6 @@ def torchao_int8_config(source: Path):
 
 def quantize_and_save(source: Path, tmp: Path, backend: str) -> str:
     """Write the int8 checkpoint of `source` into `tmp`; returns a description of the backend."""
-    from transformers import AutoModelForCausalLM
-
     if backend == "torchao":
         import torchao
 
@@ -155,21 +147,15 @@ def quantize_and_save(source: Path, tmp: Path, backend: str) -> str:
 
 def compute_dtype() -> torch.dtype:
     """Activations: bf16 on GPUs that have it, fp32 on CPUs (bf16 matmuls are slow on most CPUs)."""
-    from r1tune.model.load import resolve_dtype
-
     return resolve_dtype("auto")
 
 
 def load_int8(folder: Path):
-    from transformers import AutoModelForCausalLM
-
     kwargs = {"device_map": {"": 0}} if torch.cuda.is_available() else {}
     return AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype(), **kwargs).eval()
 
 
 def load_full(folder: Path):
-    from transformers import AutoModelForCausalLM
-
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute_dtype(), use_safetensors=True).eval()
     return model.to("cuda") if torch.cuda.is_available() else model
 
@@ -177,26 +163,15 @@ def load_full(folder: Path):
 # ---------------------------------------------------------------- the test-set metric
 
 
-def run_config(folder: Path):
-    from r1tune.config import FinetuneConfig, load_config
-
-    path = folder / "config.yaml"
-    return load_config(FinetuneConfig, path) if path.exists() else None
-
-
-def evaluation_set(folder: Path, data: str | None, tokenizer, limit: int | None) -> dict:
+def evaluation_set(run: Run, data: str | None, tokenizer, limit: int | None) -> dict:
     """The samples to measure on: {"source", "chat": ChatSamples or None, "tokenized": TokenizedSamples}."""
-    from r1tune.data.formats import load_samples
-    from r1tune.model.template import render_training, resolve_template, tokenize_training
-    from r1tune.recipes.finetune import load_training_data
-
-    cfg = run_config(folder)
+    cfg = run.config()
     data_cfg = cfg.data if cfg else None
     template = resolve_template(tokenizer, data_cfg.chat_template if data_cfg else "model")
     path = data or (data_cfg.validation if data_cfg else None)
     if path is None:
         if data_cfg is None or not data_cfg.train:
-            raise R1TuneError(f"{folder}: no run config with data to measure on: pass --data TEST.jsonl")
+            raise R1TuneError(f"{run.folder}: no run config with data to measure on: pass --data TEST.jsonl")
         held_out = load_training_data(data_cfg, tokenizer, template, cfg.train.seed).validation
         if not held_out:
             raise R1TuneError("the run held out no validation split: pass --data TEST.jsonl")
@@ -212,16 +187,11 @@ def evaluation_set(folder: Path, data: str | None, tokenizer, limit: int | None)
 
 
 def measure(model, tokenizer, eval_set: dict, max_new_tokens: int, batch_size: int) -> dict:
-    from r1tune.recipes.finetune import evaluate_loss
-
     device = next(model.parameters()).device
     token = evaluate_loss(model, eval_set["tokenized"], batch_size, tokenizer.pad_token_id, device)
     result = {"token_loss": token["loss"], "token_accuracy": token["token_accuracy"]}
     chat = eval_set["chat"]
     if chat and all(isinstance(s.meta.get("label"), str) for s in chat):
-        from r1tune.evaluate.classification import score_generations
-        from r1tune.evaluate.generate import generate
-
         labels = sorted({s.meta["label"] for s in chat})
         outputs = generate(model, tokenizer, [s.prompt_messages for s in chat], max_new_tokens=max_new_tokens,
                            batch_size=batch_size)
@@ -235,66 +205,3 @@ def metric_change(full: dict, int8: dict) -> dict:
     a, b = full[metric], int8[metric]
     return {"metric": metric, "full_precision": a, "int8": b, "change": b - a,
             "relative_change": (b - a) / a if a else None}
-
-
-# ---------------------------------------------------------------- the flow
-
-
-def quantize_run(run: str | Path, out: str | Path | None = None, data: str | None = None, backend: str = "auto",
-                 max_samples: int | None = None, max_new_tokens: int = 256, batch_size: int = 16) -> dict:
-    """INT8 export of RUN into OUT (default RUN/int8) with quantize_report.json; returns the report."""
-    from r1tune.config import ModelConfig
-    from r1tune.model.load import load_tokenizer
-
-    t0 = time.perf_counter()
-    folder = resolve_run(run)
-    source = full_precision_source(run)
-    out = Path(out) if out else default_int8_dir(run)
-    backend = choose_backend(backend)
-    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(source)))
-    eval_set = evaluation_set(folder, data, tokenizer, max_samples)  # fail on bad data before the slow part
-
-    tmp = prepare_out(out, "quantize_report.json")
-    described = quantize_and_save(source, tmp, backend)
-    tokenizer.save_pretrained(tmp)
-    copy_run_files(source if (source / "provenance.json").exists() else folder, tmp,
-                   {"kind": "int8", "from": str(source), "backend": described})
-
-    parameters = count_parameters(source)
-    int8_bytes = sum(weight_files(tmp).values())
-    sizes = {"int8_bytes": int8_bytes, "parameters": parameters, "fp32_bytes": parameters * 4,
-             "bf16_bytes": parameters * 2, "source_bytes": sum(weight_files(source).values()),
-             "ratio_vs_fp32": int8_bytes / (parameters * 4), "ratio_vs_bf16": int8_bytes / (parameters * 2)}
-    sizes["smaller_than_fp32_pct"] = 100 * (1 - sizes["ratio_vs_fp32"])
-    sizes["smaller_than_bf16_pct"] = 100 * (1 - sizes["ratio_vs_bf16"])
-
-    prompts = check_prompt_ids(tokenizer)
-    full_model = load_full(source)
-    full_logits = prompt_logits(full_model, prompts)
-    full_metrics = measure(full_model, tokenizer, eval_set, max_new_tokens, batch_size)
-    del full_model
-    gc.collect()
-    int8_model = load_int8(tmp)  # the round trip: what was written, loaded by plain transformers
-    round_trip = compare_logits(full_logits, prompt_logits(int8_model, prompts))
-    int8_metrics = measure(int8_model, tokenizer, eval_set, max_new_tokens, batch_size)
-    quantized = sorted({type(p).__name__ for p in int8_model.parameters()} - {"Parameter"})
-    kept_float = sorted(n for n, p in int8_model.named_parameters() if type(p).__name__ == "Parameter")
-    del int8_model
-
-    change = metric_change(full_metrics, int8_metrics)
-    report = {
-        "scheme": "int8 weight-only", "backend": described, "source": str(source),
-        "sizes": sizes,
-        "evaluation": {"data": eval_set["source"], "samples": len(eval_set["tokenized"]),
-                       "kind": "classification" if "accuracy" in full_metrics else "token",
-                       "generation": f"greedy, max_new_tokens {max_new_tokens}" if "accuracy" in full_metrics else None,
-                       **change, "metrics": {"full_precision": full_metrics, "int8": int8_metrics}},
-        "round_trip": {"reloaded_with": "transformers AutoModelForCausalLM.from_pretrained", **round_trip,
-                       "quantized_tensor_types": quantized, "kept_in_float": len(kept_float)},
-        "vllm_layout_problems": vllm_layout_problems(tmp, quantized=True),
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    (tmp / "quantize_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    publish(tmp, out)
-    report["out"] = str(out)
-    return report

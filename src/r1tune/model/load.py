@@ -1,16 +1,15 @@
 """Load R1-Distill models and tokenizers: hub ids or local folders, safetensors only.
 
-    model, tokenizer = load_for_inference("runs/quickstart/tuned")      # a finetune run (adapter or full)
     model = load_model(ModelConfig(name_or_path="deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"))
+    tokenizer = load_tokenizer(ModelConfig(name_or_path="deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"))
+
+Run folders (adapters, checkpoints, exports) are resolved and loaded for inference in `model/runs.py`.
 
 `trust_remote_code` stays off unless the config turns it on; `dtype: auto` is bf16 where the hardware has it
 and fp32 otherwise (fp16 overflows on Qwen2, so it is never chosen automatically).
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import torch
 
@@ -66,42 +65,3 @@ def load_model(cfg: ModelConfig, dtype: torch.dtype | None = None, **kwargs):
 
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
-def resolve_run(path: str | Path) -> Path:
-    """A run folder (with final/), or a folder holding a model or an adapter directly."""
-    path = Path(path)
-    if (path / "final").is_dir():
-        return path / "final"
-    return path
-
-
-def read_provenance(folder: Path) -> dict:
-    p = Path(folder) / "provenance.json"
-    return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
-
-
-def load_for_inference(path: str | Path, dtype: str = "auto", base: str | None = None):
-    """(model, tokenizer) in eval mode from a model folder / hub id, or a run holding a PEFT adapter."""
-    folder = resolve_run(path)
-    if (folder / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        adapter_cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-        prov = read_provenance(folder)
-        base = base or prov.get("base_model") or adapter_cfg.get("base_model_name_or_path")
-        extra = {}
-        if prov.get("quantization"):  # a QLoRA adapter runs on the 4-bit base it was trained on
-            from r1tune.config import MethodConfig
-            from r1tune.model.methods import quantization_config
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            method = MethodConfig(name="qlora", quant_type=prov["quantization"])
-            extra = {"quantization_config": quantization_config(method), "device_map": {"": device}}
-        model = load_model(ModelConfig(name_or_path=base, dtype=dtype), **extra)
-        model = PeftModel.from_pretrained(model, str(folder))
-    else:
-        model = load_model(ModelConfig(name_or_path=str(folder) if folder.exists() else str(path), dtype=dtype))
-    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(folder) if folder.exists() else str(path)))
-    model.eval()
-    return model, tokenizer

@@ -180,6 +180,17 @@ def merge_adapter(model):
     return model.merge_and_unload()
 
 
+def merge_if_possible(model):
+    """(model, merged?): a LoRA-type adapter folded in as an exported model has it (the same outputs up to
+    rounding, at the base model's speed); prompt-learning adapters and quantized bases stay as they are."""
+    if getattr(model, "active_peft_config", None) is None:
+        return model, False
+    try:
+        return merge_adapter(model).eval(), True
+    except R1TuneError:
+        return model, False
+
+
 def add_hidden_dropout(model, p: float) -> list:
     """Dropout on every decoder layer's output, active only in training mode (Qwen2/Llama have none built in)."""
     def hook(module, args, output):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from r1tune.errors import R1TuneError
 from r1tune.model.template import BOS, EOS, bundled_template
 
 # In the order of the real R1-Distill-Qwen added tokens (ids 151643… there), with their `special` flags.
@@ -105,7 +106,6 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2", size: str = "tiny", se
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from r1tune.errors import R1TuneError
 
     if arch not in ("qwen2", "llama"):
         raise R1TuneError(f"--arch must be qwen2 or llama, not {arch!r}")

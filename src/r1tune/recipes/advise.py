@@ -25,7 +25,12 @@ from pathlib import Path
 import torch
 
 from r1tune.config import MethodConfig, ModelConfig
+from r1tune.data.formats import load_samples
+from r1tune.model.load import load_model, load_tokenizer
 from r1tune.model.methods import bf16_base_on_cpu
+from r1tune.model.template import render_training, tokenize_training
+from r1tune.train.data import collate
+from r1tune.train.loss import target_loss
 from r1tune.train.memory import (
     GIB,
     MICRO_BATCHES,
@@ -69,9 +74,6 @@ class Setting:
 
 
 def profile_data(data: str, tokenizer, max_length: int, limit: int = 2000) -> DataProfile:
-    from r1tune.data.formats import load_samples
-    from r1tune.model.template import render_training, tokenize_training
-
     samples, _ = load_samples(data, on_error="skip")
     lengths, fractions = [], []
     for s in samples[:limit]:
@@ -88,12 +90,6 @@ def profile_data(data: str, tokenizer, max_length: int, limit: int = 2000) -> Da
 
 def domain_perplexity(model_path: str, tokenizer, data: str, n: int = 32) -> float:
     """Perplexity of the base model on the answers of `n` samples: how new the domain is to it."""
-    from r1tune.data.batching import collate
-    from r1tune.data.formats import load_samples
-    from r1tune.model.load import load_model
-    from r1tune.model.template import render_training, tokenize_training
-    from r1tune.train.loss import target_loss
-
     model = load_model(ModelConfig(name_or_path=model_path, dtype="float32")).eval()
     samples, _ = load_samples(data, on_error="skip")
     toks = [tokenize_training(tokenizer, render_training(tokenizer, s.messages, s.reasoning), 1024, s.source)
@@ -155,8 +151,6 @@ def advise(model: str, data: str, memory: str | None = None, gpus: int = 1, keep
            method: str | None = None, batch_size: int | None = None, max_length: int | None = None,
            measure: bool = True, as_json: bool = False) -> str:
     from transformers import AutoConfig
-
-    from r1tune.model.load import load_tokenizer
 
     model_config = AutoConfig.from_pretrained(model)
     tokenizer = load_tokenizer(ModelConfig(name_or_path=model))

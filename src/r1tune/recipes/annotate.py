@@ -16,6 +16,7 @@ from pathlib import Path
 from r1tune.annotate.agreement import agreement_report, format_report
 from r1tune.annotate.importer import import_export
 from r1tune.annotate.labelstudio import label_config, make_tasks, write_json
+from r1tune.annotate.predict import model_predictor
 from r1tune.annotate.schema import load_schema
 from r1tune.errors import R1TuneError
 
@@ -35,7 +36,6 @@ def write_tasks(data: str | Path, schema_path: str | Path, out: str | Path, mode
     schema = load_schema(schema_path)
     predictor, version = None, "r1tune"
     if model is not None:
-        from r1tune.annotate.predict import model_predictor
 
         predictor, version = model_predictor(model, schema, max_new_tokens=max_new_tokens, batch_size=batch_size)
     tasks, stats = make_tasks(data, schema, field=field, predictor=predictor, model_version=version,

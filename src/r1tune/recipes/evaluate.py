@@ -28,6 +28,11 @@ from pathlib import Path
 
 from r1tune.config import EvaluateConfig
 from r1tune.errors import R1TuneError
+from r1tune.evaluate.bootstrap import MetricStats, confidence_interval, paired_difference, resample_weights
+from r1tune.evaluate.business import read_feedback, run_checks, satisfaction
+from r1tune.evaluate.generate import generate
+from r1tune.evaluate.items import load_items, predictions_outputs
+from r1tune.evaluate.report import render_report
 from r1tune.evaluate.scoring import (
     DEFAULT_METRICS,
     PRIMARY,
@@ -38,7 +43,10 @@ from r1tune.evaluate.scoring import (
     item_score_key,
     score_outputs,
 )
-from r1tune.model.reasoning import ParsedOutput, split_reasoning
+from r1tune.evaluate.speed import latency_summary, measure_latency, throughput
+from r1tune.evaluate.verifiable import verifiable_match
+from r1tune.model import methods
+from r1tune.model.runs import load_for_inference, resolve_run
 from r1tune.model.template import RESOURCES
 
 GENERAL_SET = RESOURCES / "datasets" / "general" / "general.jsonl"
@@ -52,83 +60,6 @@ class System:
     base: str | None = None  # base model an adapter is loaded on
 
 
-# ---------------------------------------------------------------- inputs
-
-
-def last_user_text(messages: list[dict]) -> str:
-    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-
-
-def load_items(path: str | Path, fmt: str = "auto", limit: int | None = None) -> list[EvalItem]:
-    from r1tune.data.formats import load_samples
-
-    samples, _ = load_samples(path, fmt)
-    items = []
-    for number, sample in enumerate(samples[:limit] if limit else samples):
-        label = sample.meta.get("label")
-        items.append(EvalItem(id=str(sample.meta.get("id", number)), messages=sample.prompt_messages,
-                              prompt=last_user_text(sample.prompt_messages), reference=sample.answer,
-                              label=str(label) if label is not None else None, meta=sample.meta))
-    return items
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        raise R1TuneError(f"predictions file not found: {path}")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as e:
-                raise R1TuneError(f"{path}:{number}: invalid JSON: {e}") from None
-    if not rows:
-        raise R1TuneError(f"{path}: no predictions")
-    return rows
-
-
-def parse_prediction(text: str, reasoning: str | None) -> ParsedOutput:
-    """A prediction from elsewhere: R1 text with `</think>`, or an answer with its reasoning in its own field
-    (vLLM's reasoning parser), or a bare answer (no reasoning block: the format checks will say so)."""
-    if "</think>" in text:
-        return split_reasoning(text, started_in_think=False)
-    if reasoning is not None:
-        return ParsedOutput(reasoning.strip(), text.strip(), True)
-    return ParsedOutput("", text.strip(), False)
-
-
-def predictions_outputs(path: str | Path,
-                        items: list[EvalItem] | None) -> tuple[list[EvalItem], list[list[Output]], list[dict]]:
-    """(items, draws per item, raw records) from a predictions JSONL, aligned with `items` by id (or order)."""
-    rows = read_jsonl(path)
-    for number, row in enumerate(rows, 1):
-        if "prediction" not in row:
-            raise R1TuneError(f"{path}:{number}: field 'prediction': missing")
-        if items is None and "reference" not in row:
-            raise R1TuneError(f"{path}:{number}: field 'reference': missing (or give --data with the references)")
-    if items is None:
-        items = [EvalItem(id=str(r.get("id", n)), messages=None, prompt=str(r.get("prompt", "")),
-                          reference=str(r["reference"]), label=str(r["label"]) if r.get("label") is not None else None,
-                          meta={k: v for k, v in r.items() if k not in ("prediction", "reasoning")})
-                 for n, r in enumerate(rows)]
-    elif all("id" in r for r in rows) and {str(r["id"]) for r in rows} >= {i.id for i in items}:
-        by_id = {str(r["id"]): r for r in rows}
-        rows = [by_id[i.id] for i in items]
-    elif len(rows) != len(items):
-        raise R1TuneError(f"{path}: {len(rows)} predictions for {len(items)} test samples, and their ids do not "
-                          "cover the test set: give an `id` per prediction, or one prediction per sample in order")
-    outputs = []
-    for row in rows:
-        texts = row["prediction"] if isinstance(row["prediction"], list) else [row["prediction"]]
-        outputs.append([Output(str(t), parse_prediction(str(t), row.get("reasoning")),
-                               row.get("new_tokens") or row.get("completion_tokens")) for t in texts])
-    draws = {len(o) for o in outputs}
-    if len(draws) != 1:
-        raise R1TuneError(f"{path}: every sample needs the same number of predictions (found {sorted(draws)})")
-    return items, outputs, rows
-
-
 def plan_systems(cfg: EvaluateConfig) -> list[System]:
     systems: list[System] = []
     if cfg.model:
@@ -136,7 +67,7 @@ def plan_systems(cfg: EvaluateConfig) -> list[System]:
     if cfg.adapter:
         systems.append(System("tuned", "model", cfg.adapter, base=cfg.model or None))
     for path in cfg.compare:
-        systems.append(System(_folder_name(path), "model", path, base=cfg.model or None))
+        systems.append(System(resolve_run(path).name, "model", path, base=cfg.model or None))
     for spec in cfg.predictions:
         name, sep, path = spec.partition("=")
         if not sep or "/" in name or not name:
@@ -160,72 +91,12 @@ def plan_systems(cfg: EvaluateConfig) -> list[System]:
     return systems
 
 
-def _folder_name(path: str) -> str:
-    p = Path(path)
-    if p.parent.name == "checkpoints":  # runs/x/checkpoints/step-000200 → x@step-000200
-        return f"{p.parent.parent.name}@{p.name}"
-    return p.parent.name if p.name == "final" else p.name
-
-
 # ---------------------------------------------------------------- generation
-
-
-def merge_adapter(model):
-    """Fold a LoRA-type adapter into the base weights, as an exported model has it: the same outputs (up to
-    rounding) at the base model's speed. Prompt-learning adapters and quantized bases stay as they are."""
-    from peft import PeftModel
-
-    from r1tune.model import methods
-
-    if not isinstance(model, PeftModel):
-        return model, False
-    try:
-        return methods.merge_adapter(model).eval(), True
-    except R1TuneError:
-        return model, False
-
-
-def is_checkpoint(path: str | Path) -> bool:
-    """A finetune checkpoint (OUT/checkpoints/step-N): trainable weights in r1tune's own format."""
-    return (Path(path) / "trainable.safetensors").exists()
-
-
-def load_checkpoint_for_inference(folder: str | Path, dtype: str = "auto"):
-    """(model, tokenizer) from a checkpoint: the run's base model, wrapped for its method as training did,
-    with the checkpoint's trainable weights loaded."""
-    from safetensors.torch import load_file
-
-    from r1tune.config import FinetuneConfig, load_config
-    from r1tune.model.load import load_model, load_tokenizer, resolve_dtype
-    from r1tune.model.methods import apply_method, load_trainable_state, quantization_config
-
-    folder = Path(folder)
-    run = folder.parent.parent
-    if not (run / "config.yaml").exists():
-        raise R1TuneError(f"{folder}: a checkpoint needs its run's config.yaml in {run}")
-    cfg = load_config(FinetuneConfig, run / "config.yaml")
-    quantization = quantization_config(cfg.method)
-    model = load_model(cfg.model, dtype=resolve_dtype(dtype),
-                       **({"quantization_config": quantization} if quantization else {}))
-    model = apply_method(model, cfg.method, tokenizer_path=cfg.model.name_or_path)
-    load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
-    model.eval()
-    return model, load_tokenizer(cfg.model)
-
-
-def load_system(system: System, dtype: str):
-    from r1tune.model.load import load_for_inference
-
-    if is_checkpoint(system.path):
-        return load_checkpoint_for_inference(system.path, dtype)
-    return load_for_inference(system.path, dtype=dtype, base=system.base)
 
 
 def generate_outputs(model, tokenizer, items: list[EvalItem], cfg: EvaluateConfig, max_new_tokens: int,
                      draws: int) -> tuple[list[list[Output]], float]:
     """Each prompt `draws` times, in one batched pass; (outputs per item, wall seconds)."""
-    from r1tune.evaluate.generate import generate
-
     g = cfg.generation
     conversations = [item.messages for item in items for _ in range(draws)]
     t0 = time.perf_counter()
@@ -239,13 +110,11 @@ def generate_outputs(model, tokenizer, items: list[EvalItem], cfg: EvaluateConfi
 
 def run_model(system: System, items: list[EvalItem], general: list[EvalItem] | None, cfg: EvaluateConfig,
               draws: int, console) -> dict:
-    from r1tune.evaluate.speed import latency_summary, measure_latency, throughput
-
     if any(item.messages is None for item in items):
         raise R1TuneError("generating needs the prompts: give --data with the test set")
     console.print(f"  loading {system.name}: {system.path}")
-    model, tokenizer = load_system(system, cfg.generation.dtype)
-    model, merged = merge_adapter(model) if cfg.generation.merge_adapter else (model, False)
+    model, tokenizer = load_for_inference(system.path, dtype=cfg.generation.dtype, base=system.base)
+    model, merged = methods.merge_if_possible(model) if cfg.generation.merge_adapter else (model, False)
     g = cfg.generation
     outputs, seconds = generate_outputs(model, tokenizer, items, cfg, g.max_new_tokens, draws)
     speed = throughput([o for outs in outputs for o in outs], seconds)
@@ -269,8 +138,6 @@ def run_model(system: System, items: list[EvalItem], general: list[EvalItem] | N
 
 def run_predictions(system: System, items: list[EvalItem] | None, general: list[EvalItem] | None,
                     cfg: EvaluateConfig) -> dict:
-    from r1tune.evaluate.speed import latency_summary
-
     items, outputs, rows = predictions_outputs(system.path, items)
     seconds = [float(r["latency_s"]) if "latency_s" in r else float(r["latency_ms"]) / 1000 for r in rows
                if "latency_s" in r or "latency_ms" in r]
@@ -291,9 +158,6 @@ def run_predictions(system: System, items: list[EvalItem] | None, general: list[
 
 
 def score_general(items: list[EvalItem], outputs: list[list[Output]]) -> dict:
-    from r1tune.evaluate.bootstrap import MetricStats
-    from r1tune.evaluate.verifiable import verifiable_match
-
     correct = [[verifiable_match(o.answer, item.reference, item.meta.get("answer_type", "text"),
                                  item.meta.get("aliases"), item.meta.get("distractors")) for o in outs]
                for item, outs in zip(items, outputs)]
@@ -307,9 +171,6 @@ def score_general(items: list[EvalItem], outputs: list[list[Output]]) -> dict:
 
 
 def business_stats(items: list[EvalItem], outputs: list[list[Output]], cfg: EvaluateConfig) -> dict:
-    from r1tune.evaluate.bootstrap import MetricStats
-    from r1tune.evaluate.business import run_checks
-
     if not cfg.business.checks:
         return {}
     samples = [{**item.meta, "id": item.id, "prompt": item.prompt, "reference": item.reference, "label": item.label}
@@ -328,8 +189,8 @@ def training_curves(paths: list[str]) -> dict:
     """Train / eval loss per step from each finetune run's metrics.jsonl (at most ~1000 points per curve)."""
     curves = {}
     for path in paths:
-        folder = Path(path)
-        folder = folder.parent.parent if is_checkpoint(folder) else folder.parent if folder.name == "final" else folder
+        run = resolve_run(path)
+        folder = run.root
         log = folder / "metrics.jsonl"
         if not log.exists() or folder.name in curves:
             continue
@@ -339,7 +200,7 @@ def training_curves(paths: list[str]) -> dict:
             points = [[r["step"], r["loss"]] for r in rows if r.get("split") == split and r.get("loss") is not None]
             stride = max(1, len(points) // 1000)
             curve[split] = points[::stride]
-        curves[_folder_name(str(folder))] = curve
+        curves[run.name] = curve
     return curves
 
 
@@ -350,14 +211,10 @@ def lengths(outputs: list[list[Output]]) -> dict:
 
 
 def summarise(stats: dict, weights, confidence: float) -> dict:
-    from r1tune.evaluate.bootstrap import confidence_interval
-
     return {name: confidence_interval(metric, weights, confidence) for name, metric in stats.items()}
 
 
 def compare(candidate: dict, baseline: dict, weights, confidence: float) -> dict:
-    from r1tune.evaluate.bootstrap import paired_difference
-
     return {name: paired_difference(candidate[name], baseline[name], weights, confidence)
             for name in candidate if name in baseline}
 
@@ -406,8 +263,6 @@ def _schema(value) -> dict | None:
 def evaluate(cfg: EvaluateConfig) -> dict:
     from rich.console import Console
 
-    from r1tune.evaluate.bootstrap import resample_weights
-    from r1tune.evaluate.report import render_report
 
     console = Console(stderr=False)
     if cfg.generation.threads:
@@ -507,7 +362,6 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if cfg.business.feedback:
-        from r1tune.evaluate.business import read_feedback, satisfaction
 
         results["feedback"] = satisfaction(read_feedback(cfg.business.feedback, cfg.business.feedback_field,
                                                          cfg.business.system_field), b.resamples, b.confidence, b.seed)

@@ -11,243 +11,64 @@ OUT/final/ (adapter or model, tokenizer, config.yaml, provenance.json) and loss/
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import random
-import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import peft  # noqa: F401  (imported before the memory baseline: a library is not training memory)
 import torch
+from accelerate import Accelerator, DistributedType
+from accelerate.state import AcceleratorState
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from transformers import set_seed
 
 from r1tune.config import FinetuneConfig, dump_config
-from r1tune.data.batching import collate, length_grouped_batches, token_capped_pieces
-from r1tune.data.formats import ChatSample, load_samples
 from r1tune.data.io import write_jsonl
-from r1tune.errors import DataError, R1TuneError
+from r1tune.errors import R1TuneError
 from r1tune.model.load import load_model, load_tokenizer
 from r1tune.model.methods import (
     add_hidden_dropout,
     apply_method,
-    bf16_base_on_cpu,
     count_parameters,
     decoder_layers,
     load_trainable_state,
     quantization_config,
-    save_trained,
     trainable_state,
 )
-from r1tune.model.template import (
-    TokenizedSample,
-    render_training,
-    resolve_template,
-    template_hash,
-    template_name,
-    tokenize_training,
-)
-from r1tune.train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
+from r1tune.model.runs import library_versions, write_final
+from r1tune.model.template import resolve_template, template_hash, template_name
+from r1tune.train.checkpoint import kill_if_asked, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
+from r1tune.train.data import BatchStream, TrainingData, collate, load_training_data, token_capped_pieces
 from r1tune.train.distributed import all_reduce_gradients, gather_objects
-from r1tune.train.loss import target_loss
-from r1tune.train.memory import auto_batch_size, micro_batch_token_cap, parse_memory, return_freed_memory_to_os
+from r1tune.train.loss import evaluate_loss, sharded_loss, target_loss
+from r1tune.train.memory import (
+    auto_batch_size,
+    micro_batch_token_cap,
+    parse_memory,
+    peak_memory,
+    process_memory,
+    reset_peak_memory,
+    return_freed_memory_to_os,
+)
 from r1tune.train.monitor import EarlyStopping, MetricsLog, plot_metrics, truncate_metrics
 from r1tune.train.optim import param_groups
+from r1tune.train.precision import resolve_precision
 from r1tune.train.schedule import effective_warmup, make_scheduler
 
 
-@dataclass
-class TrainingData:
-    train: list[TokenizedSample]
-    validation: list[TokenizedSample]
-    skipped: list[dict] = field(default_factory=list)
-    truncated: int = 0
-    without_reasoning: int = 0
-    data_hash: str = ""
-
-
-def tokenize_samples(samples: list[ChatSample], tokenizer, template: str, cfg, skipped: list[dict]):
-    """Render and tokenize; a sample that cannot train is an error, or listed in `skipped`."""
-    out, truncated, plain = [], 0, 0
-    for s in samples:
-        try:
-            text = render_training(tokenizer, s.messages, s.reasoning, cfg.reasoning, template)
-            tok = tokenize_training(tokenizer, text, cfg.max_length, source=s.source)
-        except R1TuneError as e:
-            if cfg.on_error == "stop":
-                raise
-            skipped.append({"source": s.source, "reason": str(e)})
-            continue
-        truncated += tok.truncated
-        plain += s.reasoning is None
-        out.append(tok)
-    return out, truncated, plain
-
-
-def file_hash(*paths: str | None) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        if p:
-            with open(p, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()[:16]
-
-
-def load_training_data(cfg, tokenizer, template: str, seed: int) -> TrainingData:
-    errors: list[DataError] = []
-    train_samples, bad = load_samples(cfg.train, cfg.format, cfg.on_error)
-    errors += bad
-    if cfg.validation:
-        val_samples, bad = load_samples(cfg.validation, cfg.format, cfg.on_error)
-        errors += bad
-    else:  # hold out a deterministic share of train
-        order = list(range(len(train_samples)))
-        random.Random(seed).shuffle(order)
-        n_val = int(len(order) * cfg.val_split)
-        if n_val and len(order) - n_val < 1:
-            raise R1TuneError(f"{cfg.train}: too few samples to hold out a validation split")
-        val_samples = [train_samples[i] for i in order[:n_val]]
-        train_samples = [train_samples[i] for i in sorted(order[n_val:])]
-    skipped = [e.as_dict() for e in errors]
-    train, truncated, plain = tokenize_samples(train_samples, tokenizer, template, cfg, skipped)
-    val, _, _ = tokenize_samples(val_samples, tokenizer, template, cfg, skipped)
-    if not train:
-        raise R1TuneError(f"{cfg.train}: no trainable samples ({len(skipped)} skipped, see skipped.jsonl)")
-    return TrainingData(train, val, skipped, truncated, plain, file_hash(cfg.train, cfg.validation))
-
-
-def resolve_precision(cfg: FinetuneConfig) -> tuple[str, str]:
-    """(model.dtype, train.mixed_precision) with `auto` decided. GPUs: bf16 weights and autocast where the card
-    has bf16, fp16 autocast otherwise. CPUs with native bf16 (AVX512-BF16 / AMX): a LoRA-family run stores its
-    frozen base in bf16 and computes under bf16 autocast, while adapters, gradients and AdamW stay fp32
-    (`make bench`: 1.86× the tokens/s of fp32 and 0.81× the peak memory). Other CPU runs stay fp32."""
-    dtype, mixed = cfg.model.dtype, cfg.train.mixed_precision
-    if torch.cuda.is_available():
-        if mixed == "auto":
-            mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return dtype, mixed
-    if mixed != "auto":
-        return dtype, mixed
-    if dtype in ("auto", "bfloat16") and bf16_base_on_cpu(cfg.method.name):
-        return "bfloat16", "bf16"
-    return dtype, "no"
-
-
-class BatchStream:
-    """Global micro-batches in a fixed order: micro-batch k is batch k % n of epoch k // n."""
-
-    def __init__(self, samples: list[TokenizedSample], global_batch: int, seed: int):
-        self.samples, self.global_batch, self.seed = samples, global_batch, seed
-        self.lengths = [len(s.input_ids) for s in samples]
-        self.per_epoch = math.ceil(len(samples) / global_batch)
-        self._epoch, self._batches = -1, []
-
-    def batch(self, k: int) -> list[TokenizedSample]:
-        epoch = k // self.per_epoch
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._batches = length_grouped_batches(self.lengths, self.global_batch, self.seed, epoch)
-        return [self.samples[i] for i in self._batches[k % self.per_epoch]]
-
-
-@torch.no_grad()
-def evaluate_loss(model, samples: list[TokenizedSample], batch_size: int, pad_id: int, device) -> dict:
-    was_training = model.training
-    model.eval()
-    loss_sum, n_targets, n_correct = 0.0, 0, 0
-    order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))
-    for start in range(0, len(order), batch_size):
-        batch = collate([samples[i] for i in order[start:start + batch_size]], pad_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss, n, correct = target_loss(model, **batch)
-        loss_sum, n_targets, n_correct = loss_sum + float(loss), n_targets + n, n_correct + int(correct)
-    model.train(was_training)
-    return {"loss": loss_sum / max(1, n_targets), "token_accuracy": n_correct / max(1, n_targets)}
-
-
 def provenance(cfg: FinetuneConfig, template: str, data: TrainingData, step: int, stop_reason: str | None) -> dict:
-    import accelerate
-    import transformers
-
-    import r1tune
-
+    """What made this run: read back by evaluate, export and serve (`model/runs.py`)."""
     return {
         "base_model": cfg.model.name_or_path, "revision": cfg.model.revision, "method": cfg.method.name,
         "quantization": cfg.method.quant_type if cfg.method.name == "qlora" else None,
         "template": template_name(template), "template_hash": template_hash(template),
         "reasoning": cfg.data.reasoning, "data_hash": data.data_hash, "train_samples": len(data.train),
         "validation_samples": len(data.validation), "skipped": len(data.skipped), "steps": step,
-        "stop_reason": stop_reason,
-        "versions": {"r1tune": r1tune.__version__, "torch": torch.__version__,
-                     "transformers": transformers.__version__, "peft": peft.__version__,
-                     "accelerate": accelerate.__version__},
+        "stop_reason": stop_reason, "versions": library_versions(),
     }
 
 
-def process_memory() -> int:
-    """Resident memory now (CPU) or allocated now (GPU), in bytes; the peak counter restarts here, so that
-    the peak read later belongs to what happened after this call."""
-    reset_peak_memory()
-    if torch.cuda.is_available():
-        return torch.cuda.memory_allocated()
-    import psutil
-
-    return psutil.Process().memory_info().rss
-
-
-def reset_peak_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-        return
-    try:  # "5" resets this process's VmHWM to its current RSS (Linux >= 4.0)
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss() -> int:
-    """This process image's peak RSS in bytes. Not getrusage's ru_maxrss: Linux carries that across execve,
-    so a run started from a big parent (a test runner, a notebook) would report the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def peak_memory(baseline: int) -> int:
-    """Peak memory of training: the GPU's max allocated, or on CPU the peak RSS above what the process held
-    just before the model was loaded (Python, libraries and the tokenized data are not training memory)."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated()
-    return peak_rss() - baseline
-
-
-def _kill_if_asked(step: int) -> None:
-    """Fault injection for the resume tests: R1TUNE_KILL_AT_STEP=N sends SIGKILL to this process after step N."""
-    if os.environ.get("R1TUNE_KILL_AT_STEP") == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def sharded_loss(model, batch: dict) -> torch.Tensor:
-    """Sum of target-token losses through the engine's wrapper (FSDP/DeepSpeed gather shards in forward)."""
-    out = model(**batch, num_items_in_batch=torch.ones((), device=batch["input_ids"].device))
-    return out.loss
-
-
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
-    from accelerate import Accelerator, DistributedType
-    from accelerate.state import AcceleratorState
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-    from transformers import set_seed
-
     tc = cfg.train
     out = Path(cfg.out)
     ckpt_root = out / "checkpoints"
@@ -409,7 +230,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
                                                 "early_stopping": early.state()}, keep=tc.keep_checkpoints,
                                     rng_per_rank=rng_per_rank)
                 accelerator.wait_for_everyone()
-            _kill_if_asked(step)
+            kill_if_asked(step)
 
     accelerator.wait_for_everyone()
     summary = provenance(cfg, template, data, step, stop_reason)
@@ -426,11 +247,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     if accelerator.is_main_process:
         if stop_reason:
             print(f"early stop at step {step}: {stop_reason}")
-        final = out / "final"
-        save_trained(accelerator.unwrap_model(model), final)
-        tokenizer.save_pretrained(final)
-        dump_config(cfg, final / "config.yaml")
-        (final / "provenance.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+        final = write_final(out / "final", accelerator.unwrap_model(model), tokenizer, cfg, summary)
         log.close()
         plot_metrics(out)
         print(f"done: {step} steps; model in {final}")

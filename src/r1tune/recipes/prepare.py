@@ -19,16 +19,20 @@ import json
 from pathlib import Path
 
 from r1tune.config import (
-    AugmentConfig,
     CheckConfig,
-    CleanConfig,
-    DedupeConfig,
     PrepareConfig,
-    SplitConfig,
     dump_config,
+    load_config,
     load_section,
+    parse_overrides,
 )
+from r1tune.data.augment import augment_file
+from r1tune.data.clean import clean_file, load_rules_file
+from r1tune.data.convert import convert_file
+from r1tune.data.lang import tag_file
+from r1tune.data.quality import check_file, write_report
 from r1tune.data.steplog import format_summary
+from r1tune.data.window import window_file
 from r1tune.errors import R1TuneError
 
 
@@ -47,12 +51,7 @@ def _gate(report: dict, where: str) -> None:
 
 def run_prepare(cfg: PrepareConfig) -> dict:
     """Run every enabled step in order; returns {steps, report, files}."""
-    from r1tune.data.augment import augment_file
-    from r1tune.data.clean import clean_file
-    from r1tune.data.convert import convert_file
     from r1tune.data.dedup import dedupe_file, find_leakage
-    from r1tune.data.lang import tag_file
-    from r1tune.data.quality import check_file, write_report
     from r1tune.data.split import split_file
 
     if not cfg.input:
@@ -84,8 +83,6 @@ def run_prepare(cfg: PrepareConfig) -> dict:
     if cfg.dedupe.enabled:
         run("dedupe", dedupe_file, cfg.dedupe, on_error=cfg.on_error)
     if cfg.window.enabled:
-        from r1tune.data.window import window_file
-
         run("window", window_file, cfg.window.model, cfg.window.window, cfg.window.stride, cfg.window.field,
             on_error=cfg.on_error)
     if cfg.tag.enabled:
@@ -140,17 +137,30 @@ def run_prepare(cfg: PrepareConfig) -> dict:
 
 
 # ------------------------------------------------------------------ single steps (the CLI's `prepare STEP`)
+# A single step runs with the pipeline's own settings: the options given, the schema's defaults for the rest.
 
 def _print(summary: dict) -> dict:
     print(format_summary(summary))
     return summary
 
 
-def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str = "skip", workers: int = 1) -> dict:
-    from r1tune.data.clean import clean_file, load_rules_file
+def step_settings(**given) -> PrepareConfig:
+    """The prepare config of a single step: `given` (None = not given) over PrepareConfig's defaults;
+    `section={...}` entries set keys of that section."""
+    raw: dict = {}
+    for key, value in given.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+        if value is not None and value != {}:
+            raw[key] = value
+    return load_section(PrepareConfig, raw, "options")
 
-    config = load_rules_file(rules) if rules else CleanConfig()
-    summary = _print(clean_file(inp, out, config, on_error, workers=workers))
+
+def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str | None = None,
+               workers: int | None = None) -> dict:
+    settings = step_settings(on_error=on_error, workers=workers)
+    config = load_rules_file(rules) if rules else settings.clean
+    summary = _print(clean_file(inp, out, config, settings.on_error, workers=settings.workers))
     if summary["pii"]["found"]:
         print("personal data: " + ", ".join(f"{k} {v}" for k, v in summary["pii"]["found"].items())
               + f" ({summary['pii']['action']})")
@@ -158,13 +168,9 @@ def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str = 
 
 
 def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: list[str] | None = None,
-               label_field: str | None = None, thresholds: list[str] | None = None, workers: int = 1) -> dict:
-    from r1tune.config import parse_overrides
-    from r1tune.data.quality import check_file
-
+               label_field: str | None = None, thresholds: list[str] | None = None, workers: int | None = None) -> dict:
     prepare = None
     if config is not None:
-        from r1tune.config import load_config
 
         prepare = load_config(PrepareConfig, config)
     check = prepare.check if prepare else CheckConfig()
@@ -177,6 +183,7 @@ def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: lis
         updates["thresholds"] = {**check.thresholds, **{k: float(v) for k, v in parse_overrides(thresholds).items()}}
     if updates:
         check = load_section(CheckConfig, {**check.model_dump(), **updates}, "check options")
+    workers = workers if workers is not None else (prepare or step_settings()).workers
     report = check_file(inp, out_dir, check, prepare.clean.pii if prepare else None, workers=workers)
     print(f"check: {report['records']} records, {report['records_with_problems']} with problems; "
           f"report: {Path(out_dir) / 'report.md'}")
@@ -192,50 +199,41 @@ def dedupe_step(inp: Path, out: Path, near: bool = False, semantic: bool = False
                 near_threshold: float | None = None, semantic_threshold: float | None = None) -> dict:
     from r1tune.data.dedup import dedupe_file
 
-    values = {"near": near, "semantic": semantic}
-    if near_threshold is not None:
-        values["near_threshold"] = near_threshold
-    if semantic_threshold is not None:
-        values["semantic_threshold"] = semantic_threshold
-    return _print(dedupe_file(inp, out, load_section(DedupeConfig, values, "dedupe options")))
+    cfg = step_settings(dedupe={"near": near, "semantic": semantic, "near_threshold": near_threshold,
+                                "semantic_threshold": semantic_threshold}).dedupe
+    return _print(dedupe_file(inp, out, cfg))
 
 
 def convert_step(inp: Path, out: Path, kind: str, spec: Path) -> dict:
-    from r1tune.data.convert import convert_file
-
     return _print(convert_file(inp, out, kind, spec))
 
 
-def window_step(inp: Path, out: Path, model: str, window: int = 512, stride: int = 256,
+def window_step(inp: Path, out: Path, model: str, window: int | None = None, stride: int | None = None,
                 field: str | None = None) -> dict:
-    from r1tune.data.window import window_file
-
-    return _print(window_file(inp, out, model, window, stride, field))
+    cfg = step_settings(window={"model": model, "window": window, "stride": stride, "field": field}).window
+    return _print(window_file(inp, out, cfg.model, cfg.window, cfg.stride, cfg.field))
 
 
 def tag_step(inp: Path, out: Path, add_tags: bool = False) -> dict:
-    from r1tune.data.lang import tag_file
-
     summary = _print(tag_file(inp, out, add_tags))
     print("languages: " + ", ".join(f"{k} {v}" for k, v in summary["languages"].items()))
     return summary
 
 
-def augment_step(inp: Path, out: Path, ratio: float = 1.0, dictionary: Path | None = None, seed: int = 42,
-                 swap: float = 0.0, delete: float = 0.0) -> dict:
-    from r1tune.data.augment import augment_file
-
-    cfg = load_section(AugmentConfig, {"enabled": True, "ratio": ratio, "seed": seed, "swap": swap, "delete": delete,
-                                       "dictionary": str(dictionary) if dictionary else None}, "augment options")
+def augment_step(inp: Path, out: Path, ratio: float | None = None, dictionary: Path | None = None,
+                 seed: int | None = None, swap: float | None = None, delete: float | None = None) -> dict:
+    cfg = step_settings(augment={"enabled": True, "ratio": ratio, "seed": seed, "swap": swap, "delete": delete,
+                                 "dictionary": str(dictionary) if dictionary else None}).augment
     return _print(augment_file(inp, out, cfg))
 
 
-def split_step(inp: Path, out_dir: Path, train: float = 0.8, validation: float = 0.1, test: float = 0.1,
-               seed: int = 42, label_field: str | None = None, group_field: str | None = None) -> dict:
+def split_step(inp: Path, out_dir: Path, train: float | None = None, validation: float | None = None,
+               test: float | None = None, seed: int | None = None, label_field: str | None = None,
+               group_field: str | None = None) -> dict:
     from r1tune.data.split import split_file
 
-    cfg = load_section(SplitConfig, {"train": train, "validation": validation, "test": test, "seed": seed,
-                                     "label_field": label_field, "group_field": group_field}, "split options")
+    cfg = step_settings(split={"train": train, "validation": validation, "test": test, "seed": seed,
+                               "label_field": label_field, "group_field": group_field}).split
     summary = split_file(inp, out_dir, cfg)
     print(format_summary(summary))
     print(f"train {summary['splits']['train']}, validation {summary['splits']['validation']}, "
@@ -257,6 +255,4 @@ def leakage_step(train: Path, others: list[Path], near: bool = True, log: Path |
 
 
 def run_config(config: Path, overrides: list[str] | None = None) -> dict:
-    from r1tune.config import load_config, parse_overrides
-
     return run_prepare(load_config(PrepareConfig, config, parse_overrides(overrides or [])))

@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 
 from r1tune.config import FinetuneConfig, MethodConfig, TrainConfig
+from r1tune.data.formats import load_samples
+from r1tune.evaluate.classification import score_generations
 from r1tune.model.template import RESOURCES
+from r1tune.model.tiny import make_tiny_model
 
 FINSENT = RESOURCES / "datasets" / "finsent"
 LABELS = ["positive", "negative", "neutral"]
@@ -35,9 +38,8 @@ def quickstart_config(out: Path, steps: int) -> FinetuneConfig:
 
 
 def evaluate_classifier(model_path: Path, samples) -> dict:
-    from r1tune.evaluate.classification import score_generations
     from r1tune.evaluate.generate import generate
-    from r1tune.model.load import load_for_inference
+    from r1tune.model.runs import load_for_inference
 
     model, tokenizer = load_for_inference(model_path)
     t0 = time.perf_counter()
@@ -54,8 +56,6 @@ def quickstart(out: str | Path, steps: int = 600) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from r1tune.data.formats import load_samples
-    from r1tune.model.tiny import make_tiny_model
     from r1tune.recipes.finetune import finetune
 
     console = Console()

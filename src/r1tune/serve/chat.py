@@ -1,7 +1,5 @@
-"""`r1tune chat RUN`: talk to a run in the terminal, the reasoning streamed dimmed, then the answer.
-
-    r1tune chat runs/quickstart/tuned
-    r1tune chat runs/x --model base --temperature 0 --max-tokens 512
+"""The terminal chat loop behind `r1tune chat RUN` (the flow is recipes/chat.py): read a line, stream the
+reply — the reasoning dimmed, then the answer.
 
 Commands: `/reset` forgets the conversation, `/exit` (or Ctrl-D) leaves. Earlier turns are sent back as
 their answers only, as the R1 template does with history. The model runs in this process through the same
@@ -13,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
-
-from r1tune.config import ServeConfig
 
 REASONING_STYLE = "dim italic"
 ANSWER_STYLE = "bold"
@@ -72,35 +68,3 @@ def show_reply(pieces: Iterator[tuple[str, str]], console: Console, show_reasoni
             console.print("\n(cut off at max tokens)", style="yellow", end="", highlight=False)
     console.print()
     return answer
-
-
-def chat(run: str, cfg: ServeConfig, model: str | None = None, max_tokens: int = 2048,
-         temperature: float | None = None, show_reasoning: bool = True) -> None:
-    from r1tune.serve.engine import Sampling, load_engine
-
-    console = Console(highlight=False)
-    console.print(f"loading {run} …", style="dim")
-    engine = load_engine(run, cfg)
-    name = model or engine.default_model
-    if name not in engine.models:
-        engine.close()
-        from r1tune.errors import R1TuneError
-
-        raise R1TuneError(f"unknown model {name!r}; this run serves {', '.join(engine.models)}")
-    sampling = Sampling(max_tokens=max_tokens,
-                        temperature=cfg.sampling.temperature if temperature is None else temperature,
-                        top_p=cfg.sampling.top_p)
-    console.print(f"r1tune chat with [bold]{name}[/] (models: {', '.join(engine.models)}). "
-                  "/reset clears the conversation, /exit or Ctrl-D leaves.", style="dim")
-
-    def read_line() -> str | None:
-        try:
-            return console.input("[bold cyan]you>[/] ")
-        except (EOFError, KeyboardInterrupt):
-            return None
-
-    try:
-        chat_loop(lambda history: engine.stream_chat(history, sampling, model=name), read_line, console,
-                  show_reasoning)
-    finally:
-        engine.close()

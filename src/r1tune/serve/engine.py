@@ -29,8 +29,8 @@ import torch
 
 from r1tune.config import ServeConfig
 from r1tune.errors import R1TuneError
-from r1tune.model.load import read_provenance, resolve_run
 from r1tune.model.reasoning import ReasoningStream
+from r1tune.model.runs import load_for_inference, resolve_run
 from r1tune.model.template import THINK_CLOSE, resolve_template, template_hash, template_name
 from r1tune.serve.prompt import encode_chat
 
@@ -380,15 +380,13 @@ def check_template(provenance: dict, served: str, what: str, allow_mismatch: boo
 
 def load_engine(run: str | Path, cfg: ServeConfig) -> Engine:
     """Load RUN (a finetune run, a merged or int8 export, or a model folder) and its adapters for serving."""
-    from r1tune.model.load import load_for_inference
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    folder = resolve_run(run)
-    model, tokenizer = load_for_inference(run, dtype=cfg.dtype)
+    served = resolve_run(run)
+    model, tokenizer = load_for_inference(served, dtype=cfg.dtype)
     template = resolve_template(tokenizer, cfg.template)
     run_name = cfg.served_name or _default_name(Path(run))
-    problem = check_template(read_provenance(folder), template, f"run {run}", cfg.allow_template_mismatch)
+    problem = check_template(served.provenance, template, f"run {run}", cfg.allow_template_mismatch)
     if problem:
         raise R1TuneError(problem)
     is_adapter_run = hasattr(model, "peft_config")
@@ -398,10 +396,11 @@ def load_engine(run: str | Path, cfg: ServeConfig) -> Engine:
     for i, (name, path) in enumerate(cfg.adapters.items()):
         if name in models:
             raise R1TuneError(f"adapter name {name!r} is already taken (served: {', '.join(models)})")
-        adapter_folder = resolve_run(path)
-        if not (adapter_folder / "adapter_config.json").exists():
+        adapter = resolve_run(path)
+        adapter_folder = adapter.folder
+        if adapter.kind != "adapter":
             raise R1TuneError(f"adapter {name!r}: {adapter_folder} holds no PEFT adapter (adapter_config.json)")
-        problem = check_template(read_provenance(adapter_folder), template, f"adapter {name!r}",
+        problem = check_template(adapter.provenance, template, f"adapter {name!r}",
                                  cfg.allow_template_mismatch)
         if problem:
             raise R1TuneError(problem)

@@ -15,15 +15,17 @@ and 429 caps of r1tune's own server do not apply there.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
-from r1tune.config import ServeConfig
+from r1tune.config import ModelConfig, ServeConfig
 from r1tune.errors import R1TuneError
-from r1tune.model.load import read_provenance, resolve_run
-from r1tune.model.template import RESOURCES, TEMPLATE_FILES
+from r1tune.export.merge import default_merged_dir, merge_run, merged_is_current
+from r1tune.model.load import load_tokenizer
+from r1tune.model.runs import resolve_run
+from r1tune.model.template import RESOURCES, TEMPLATE_FILES, resolve_template
+from r1tune.serve.engine import check_template
 
 
 def vllm_executable() -> str:
@@ -36,32 +38,28 @@ def vllm_executable() -> str:
 
 def model_folder_for_vllm(run: str | Path, cfg: ServeConfig) -> tuple[Path, dict[str, Path]]:
     """(model folder vLLM loads, {name: adapter folder} for --lora-modules)."""
-    folder = resolve_run(run)
-    run_name = cfg.served_name or (folder.parent.name if folder.name == "final" else folder.name)
-    extras = {name: resolve_run(path) for name, path in cfg.adapters.items()}
-    if not (folder / "adapter_config.json").exists():
+    served = resolve_run(run)
+    folder = served.folder
+    run_name = cfg.served_name or served.root.name
+    extras = {name: resolve_run(path).folder for name, path in cfg.adapters.items()}
+    if served.kind != "adapter":
         return folder, extras
     if extras:
-        base = read_provenance(folder).get("base_model") or json.loads(
-            (folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-        return Path(base), {run_name: folder, **extras}
-    from r1tune.export.merge import default_merged_dir, merge_run, merged_is_current
-
-    merged = default_merged_dir(run)
-    if not merged_is_current(run, merged):
+        return Path(served.base_model()), {run_name: folder, **extras}
+    merged = default_merged_dir(served)
+    if not merged_is_current(served, merged):
         print(f"merging the adapter into {merged} for vLLM", flush=True)
-        merge_run(run, merged)
+        merge_run(served, merged)
     return merged, {}
 
 
 def vllm_command(run: str | Path, cfg: ServeConfig, executable: str = "vllm") -> list[str]:
-    from r1tune.serve.engine import check_template
-
-    folder = resolve_run(run)
-    run_name = cfg.served_name or (folder.parent.name if folder.name == "final" else folder.name)
+    served = resolve_run(run)
+    folder = served.folder
+    run_name = cfg.served_name or served.root.name
     template = _served_template(folder, cfg)  # checked before anything is merged
-    for what, prov_folder in [(f"run {run}", folder), *((f"adapter {n!r}", p) for n, p in cfg.adapters.items())]:
-        problem = check_template(read_provenance(resolve_run(prov_folder)), template, what, cfg.allow_template_mismatch)
+    for what, path in [(f"run {run}", run), *((f"adapter {n!r}", p) for n, p in cfg.adapters.items())]:
+        problem = check_template(resolve_run(path).provenance, template, what, cfg.allow_template_mismatch)
         if problem:
             raise R1TuneError(problem)
     model_dir, lora = model_folder_for_vllm(run, cfg)
@@ -79,10 +77,6 @@ def vllm_command(run: str | Path, cfg: ServeConfig, executable: str = "vllm") ->
 
 
 def _served_template(folder: Path, cfg: ServeConfig) -> str:
-    from r1tune.config import ModelConfig
-    from r1tune.model.load import load_tokenizer
-    from r1tune.model.template import resolve_template
-
     return resolve_template(load_tokenizer(ModelConfig(name_or_path=str(folder))), cfg.template)
 
 

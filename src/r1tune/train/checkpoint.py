@@ -14,11 +14,14 @@ import json
 import os
 import random
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from r1tune.errors import R1TuneError
 
 COMPLETE = "COMPLETE"
 
@@ -91,10 +94,14 @@ def load_checkpoint(folder: Path, optimizer, scheduler, rank: int = 0) -> tuple[
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     if rank >= len(blob["rng"]):
-        from r1tune.errors import R1TuneError
-
         raise R1TuneError(f"{folder} was written by {len(blob['rng'])} process(es): resume with the same --nproc")
     set_rng_state(blob["rng"][rank])
     weights = load_file(str(folder / "trainable.safetensors"))
     state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
     return weights, state
+
+
+def kill_if_asked(step: int) -> None:
+    """Fault injection for the resume tests: R1TUNE_KILL_AT_STEP=N sends SIGKILL to this process after step N."""
+    if os.environ.get("R1TUNE_KILL_AT_STEP") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)

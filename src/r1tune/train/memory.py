@@ -1,4 +1,4 @@
-"""Training-memory estimate per method, before any weight is loaded — and keeping CPU memory honest.
+"""Training memory: the estimate per method before any weight is loaded, and the probes that measure it.
 
     est = estimate_memory(AutoConfig.from_pretrained(M), MethodConfig(name="lora"), batch_size=4, seq_len=1024)
     est.total, est.as_dict()
@@ -13,6 +13,9 @@ one chunk); QLoRA's 4-bit base is counted as NF4 blocks.
 On CPU, glibc keeps freed large blocks in its heap (its mmap threshold grows after each large free), so
 resident memory ends up far above what tensors use. `return_freed_memory_to_os()` pins the threshold:
 large tensors are mmapped and handed back when freed, and peak RSS tracks tensor memory.
+
+Measured peaks: `process_memory()` marks a baseline (and restarts the peak counter), `peak_memory(baseline)`
+reads the peak above it — the GPU's max allocated, or on CPU this process image's own VmHWM.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ import contextlib
 import ctypes
 import weakref
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
-from r1tune.config import MethodConfig
+from r1tune.config import CPU_MICRO_BATCH_TOKENS, MethodConfig
+from r1tune.errors import R1TuneError
+from r1tune.model.methods import apply_method
+from r1tune.train.loss import final_hidden, loss_chunk_tokens
 
 NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes + uint8 absmax per 64 + fp32 per 256 blocks
 GIB = 1024**3
@@ -35,7 +42,6 @@ MICRO_BATCHES = (16, 8, 4, 2, 1)
 # what the runtime holds beside tensors while training (autograd graph nodes, oneDNN primitive caches,
 # per-thread scratch): measured 14–20 MiB on the tiny model whatever the method (bench/memory_vs_estimate.py)
 RUNTIME_OVERHEAD = 12 * 1024**2
-CPU_MICRO_BATCH_TOKENS = 2048  # train.max_micro_batch_tokens on CPU (recipes/finetune.py)
 
 
 def return_freed_memory_to_os(threshold: int = 64 * 1024) -> bool:
@@ -55,11 +61,6 @@ def micro_batch_token_cap(setting: int | None) -> int | None:
     if setting is None:
         return None if torch.cuda.is_available() else CPU_MICRO_BATCH_TOKENS
     return setting or None
-
-
-def loss_chunk_tokens(vocab_size: int, budget_bytes: int = 256 * 1024**2) -> int:
-    """Target tokens per loss chunk: one chunk of fp32 logits stays under `budget_bytes`."""
-    return max(16, budget_bytes // (vocab_size * 4))
 
 
 @dataclass
@@ -147,9 +148,6 @@ def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len
     of the largest piece (rows of `seq_len` tokens)."""
     from transformers import AutoModelForCausalLM
 
-    from r1tune.model.methods import apply_method
-    from r1tune.train.loss import final_hidden
-
     if max_micro_batch_tokens:
         batch_size = min(batch_size, max(1, max_micro_batch_tokens // seq_len))
     wrap = method.model_copy(update={"name": "lora"}) if method.name == "qlora" else method
@@ -206,8 +204,6 @@ def parse_memory(text: str) -> int:
     number = s.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = s[len(number):]
     if not number or unit not in units:
-        from r1tune.errors import R1TuneError
-
         raise R1TuneError(f"cannot read memory size {text!r} (e.g. 24GiB, 80GB, 512MiB)")
     return int(float(number) * units[unit])
 
@@ -225,8 +221,6 @@ def auto_batch_size(model_config, method: MethodConfig, batch_size: int, grad_ac
                     target_fraction: float = 0.5, budget: int | None = None, dtype: torch.dtype = torch.float32,
                     gradient_checkpointing: bool = False, max_micro_batch_tokens: int | None = None) -> tuple[int, int]:
     """Largest micro-batch that fits and divides the global batch; gradient accumulation keeps the global batch."""
-    from r1tune.errors import R1TuneError
-
     budget = budget or int(available_memory() * 0.9)
     global_batch = batch_size * grad_accum
     for micro in sorted({m for m in range(1, global_batch + 1) if global_batch % m == 0}, reverse=True):
@@ -236,3 +230,46 @@ def auto_batch_size(model_config, method: MethodConfig, batch_size: int, grad_ac
             return micro, global_batch // micro
     raise R1TuneError(f"even a micro-batch of 1 needs more than {budget / GIB:.1f} GiB: enable "
                       "train.gradient_checkpointing, lower data.max_length or use method qlora")
+
+
+def process_memory() -> int:
+    """Resident memory now (CPU) or allocated now (GPU), in bytes; the peak counter restarts here, so that
+    the peak read later belongs to what happened after this call."""
+    reset_peak_memory()
+    if torch.cuda.is_available():
+        return torch.cuda.memory_allocated()
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:  # "5" resets this process's VmHWM to its current RSS (Linux >= 4.0)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss() -> int:
+    """This process image's peak RSS in bytes. Not getrusage's ru_maxrss: Linux carries that across execve,
+    so a run started from a big parent (a test runner, a notebook) would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_memory(baseline: int) -> int:
+    """Peak memory of training: the GPU's max allocated, or on CPU the peak RSS above what the process held
+    just before the model was loaded (Python, libraries and the tokenized data are not training memory)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated()
+    return peak_rss() - baseline

@@ -1,7 +1,7 @@
 """Length-grouped batches and the token cap that splits a micro-batch into pieces."""
 
-from r1tune.data.batching import length_grouped_batches, token_capped_pieces
 from r1tune.model.template import TokenizedSample
+from r1tune.train.data import length_grouped_batches, token_capped_pieces
 
 
 def sample(n: int) -> TokenizedSample:

@@ -1,0 +1,153 @@
+"""The training set as the loop sees it: tokenized samples, the batch stream, the data hash.
+
+    data = load_training_data(cfg.data, tokenizer, template, seed)      # TrainingData: train / validation
+    stream = BatchStream(data.train, global_batch=8, seed=42)
+    for piece in token_capped_pieces(stream.batch(k), 2048):
+        batch = collate(piece, tokenizer.pad_token_id)
+
+Samples are rendered with the R1 template exactly as inference renders them (`model/template.py`), and a
+sample that cannot train is an error naming it, or — with `data.on_error: skip` — listed in `skipped`.
+Batches are length-grouped: samples of similar length share a batch so padding does not dominate, and each
+sample is its own row (its own attention mask), so samples never attend to each other. The batch stream is a
+pure function of (seed, epoch): a resumed run regenerates it and skips what was consumed; with several
+processes every rank builds the same global batches and takes its own slice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from r1tune.data.formats import ChatSample, load_samples
+from r1tune.errors import DataError, R1TuneError
+from r1tune.model.template import IGNORE, TokenizedSample, render_training, tokenize_training
+
+
+@dataclass
+class TrainingData:
+    train: list[TokenizedSample]
+    validation: list[TokenizedSample]
+    skipped: list[dict] = field(default_factory=list)
+    truncated: int = 0
+    without_reasoning: int = 0
+    data_hash: str = ""
+
+
+def tokenize_samples(samples: list[ChatSample], tokenizer, template: str, cfg, skipped: list[dict]):
+    """Render and tokenize; a sample that cannot train is an error, or listed in `skipped`."""
+    out, truncated, plain = [], 0, 0
+    for s in samples:
+        try:
+            text = render_training(tokenizer, s.messages, s.reasoning, cfg.reasoning, template)
+            tok = tokenize_training(tokenizer, text, cfg.max_length, source=s.source)
+        except R1TuneError as e:
+            if cfg.on_error == "stop":
+                raise
+            skipped.append({"source": s.source, "reason": str(e)})
+            continue
+        truncated += tok.truncated
+        plain += s.reasoning is None
+        out.append(tok)
+    return out, truncated, plain
+
+
+def file_hash(*paths: str | None) -> str:
+    """A short content hash of the data files (recorded in provenance; a changed file changes it)."""
+    h = hashlib.sha256()
+    for p in paths:
+        if p:
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def load_training_data(cfg, tokenizer, template: str, seed: int) -> TrainingData:
+    """`cfg` is a DataConfig: train (and validation, or a held-out share of train), tokenized."""
+    errors: list[DataError] = []
+    train_samples, bad = load_samples(cfg.train, cfg.format, cfg.on_error)
+    errors += bad
+    if cfg.validation:
+        val_samples, bad = load_samples(cfg.validation, cfg.format, cfg.on_error)
+        errors += bad
+    else:  # hold out a deterministic share of train
+        order = list(range(len(train_samples)))
+        random.Random(seed).shuffle(order)
+        n_val = int(len(order) * cfg.val_split)
+        if n_val and len(order) - n_val < 1:
+            raise R1TuneError(f"{cfg.train}: too few samples to hold out a validation split")
+        val_samples = [train_samples[i] for i in order[:n_val]]
+        train_samples = [train_samples[i] for i in sorted(order[n_val:])]
+    skipped = [e.as_dict() for e in errors]
+    train, truncated, plain = tokenize_samples(train_samples, tokenizer, template, cfg, skipped)
+    val, _, _ = tokenize_samples(val_samples, tokenizer, template, cfg, skipped)
+    if not train:
+        raise R1TuneError(f"{cfg.train}: no trainable samples ({len(skipped)} skipped, see skipped.jsonl)")
+    return TrainingData(train, val, skipped, truncated, plain, file_hash(cfg.train, cfg.validation))
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
+                           group_factor: int = 32) -> list[list[int]]:
+    """Shuffle, sort within groups of `group_factor` batches by length, cut into batches, shuffle the batches."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    group = batch_size * group_factor
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start:start + group], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    perm = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[i] for i in perm]
+
+
+class BatchStream:
+    """Global micro-batches in a fixed order: micro-batch k is batch k % n of epoch k // n."""
+
+    def __init__(self, samples: list[TokenizedSample], global_batch: int, seed: int):
+        self.samples, self.global_batch, self.seed = samples, global_batch, seed
+        self.lengths = [len(s.input_ids) for s in samples]
+        self.per_epoch = math.ceil(len(samples) / global_batch)
+        self._epoch, self._batches = -1, []
+
+    def batch(self, k: int) -> list[TokenizedSample]:
+        epoch = k // self.per_epoch
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = length_grouped_batches(self.lengths, self.global_batch, self.seed, epoch)
+        return [self.samples[i] for i in self._batches[k % self.per_epoch]]
+
+
+def token_capped_pieces(samples: list, max_tokens: int | None) -> list[list]:
+    """Split a micro-batch into pieces of at most `max_tokens` padded tokens (rows × longest row), longest rows
+    first, keeping each piece's rows of similar length. A row longer than the cap is a piece of its own.
+
+    The recipe runs forward and backward piece by piece: the gradient is the same sum over the same target
+    tokens, but only one piece's activations are alive, so peak memory follows `max_tokens`, not the longest
+    batch the data happens to produce."""
+    if not max_tokens or len(samples) * max(len(s.input_ids) for s in samples) <= max_tokens:
+        return [list(samples)]
+    pieces, piece = [], []
+    for s in sorted(samples, key=lambda s: -len(s.input_ids)):
+        if piece and (len(piece) + 1) * len(piece[0].input_ids) > max_tokens:  # piece[0] is its widest row
+            pieces.append(piece)
+            piece = []
+        piece.append(s)
+    return pieces + [piece]
+
+
+def collate(samples: list, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest sample; labels of padding are IGNORE by position (pad == eos in R1)."""
+    width = max(len(s.input_ids) for s in samples)
+    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(samples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for row, s in enumerate(samples):
+        n = len(s.input_ids)
+        ids[row, :n] = torch.tensor(s.input_ids)
+        labels[row, :n] = torch.tensor(s.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
