@@ -23,6 +23,7 @@ from r1tune.config import (
     parse_overrides,
 )
 from r1tune.errors import R1TuneError
+from r1tune.model.bitsandbytes_import import hide_bitsandbytes
 from r1tune.recipes.annotate import import_annotations, report_agreement, write_label_config, write_tasks
 from r1tune.recipes.make_tiny_model import make_tiny_model
 from r1tune.recipes.prepare import (
@@ -61,15 +62,24 @@ def render_cmd(
     messages: Path = typer.Option(..., help="JSON file: a list of messages, or a record in any data format."),
     train: bool = typer.Option(False, "--train", help="Render as a training sample (final answer kept)."),
     ids: bool = typer.Option(False, "--ids", help="Print token ids with the label mask."),
-    reasoning: str = typer.Option("keep", help="Training only: keep | drop | empty."),
+    reasoning: str = typer.Option("keep", help="Training only: keep | drop | empty (auto: as keep)."),
     max_length: int = typer.Option(4096, help="Training only: token budget."),
+    truncate: str = typer.Option("skip", help="Training only: a prompt that fills max_length is an error (skip), "
+                                 "or cut from the left (left)."),
 ):
     """Show exactly what the model will see, as text or token ids with the label mask."""
     from r1tune.recipes.render import render
 
-    text = render(model, messages, train=train, ids=ids, reasoning=reasoning, max_length=max_length)
+    text = render(model, messages, train=train, ids=ids, reasoning=reasoning, max_length=max_length,
+                  truncate=truncate)
     typer.echo(text, nl=not text.endswith("\n"))
 
+
+# How a data file is read (r1tune.data.io): on finetune, evaluate and each prepare step.
+ENCODING_OPTION = typer.Option(None, "--encoding", help="Input text encoding: auto (the default: UTF-8, or "
+                               "UTF-16/32 with a byte-order mark) or a codec: gb18030, gbk, big5, utf-16 …")
+COLUMNS_OPTION = typer.Option(None, "--columns", help="Rename input columns to the names the formats know: "
+                              "'instruction=指令,input=输入,output=输出'.")
 
 FINETUNE_FLAGS = {
     "model": "model.name_or_path", "data": "data.train", "out": "out", "method": "method.name",
@@ -77,6 +87,7 @@ FINETUNE_FLAGS = {
     "grad_accum": "train.grad_accum", "lr": "train.lr", "max_length": "data.max_length", "seed": "train.seed",
     "save_every": "train.save_every", "eval_every": "train.eval_every", "reasoning": "data.reasoning",
     "auto_batch_size": "train.auto_batch_size", "layers": "method.layers",
+    "encoding": "data.encoding", "columns": "data.columns",
 }
 
 
@@ -96,11 +107,13 @@ def finetune_cmd(
     seed: int | None = typer.Option(None, help="train.seed"),
     save_every: int | None = typer.Option(None, help="train.save_every"),
     eval_every: int | None = typer.Option(None, help="train.eval_every"),
-    reasoning: str | None = typer.Option(None, help="data.reasoning: keep | drop | empty"),
+    reasoning: str | None = typer.Option(None, help="data.reasoning: auto | keep | drop | empty"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
     auto_batch_size: bool = typer.Option(False, "--auto-batch-size", help="Largest micro-batch that fits."),
     nproc: int = typer.Option(1, "--nproc", help="Local processes (data parallel; --batch-size is per process)."),
     layers: str | None = typer.Option(None, help="method.layers: 'top:N', 'A-B' or 'i,j,k'"),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set train.weight_decay=0.0"),
 ):
     """Fine-tune a model with one recipe for every method (LoRA, DoRA, QLoRA, IA3, prefix, prompt, full, freeze…)."""
@@ -113,7 +126,7 @@ def finetune_cmd(
     given = dict(model=model, data=data, out=out, method=method, max_steps=max_steps, epochs=epochs,
                  batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
                  save_every=save_every, eval_every=eval_every, reasoning=reasoning,
-                 auto_batch_size=auto_batch_size or None, layers=layers)
+                 auto_batch_size=auto_batch_size or None, layers=layers, encoding=encoding, columns=columns)
     cfg = load_config(FinetuneConfig, config, merge(flag_overrides(FINETUNE_FLAGS, given), parse_overrides(set_)))
     finetune(cfg, resume=resume)
 
@@ -163,9 +176,11 @@ def prepare_clean_cmd(
     rules: Path | None = typer.Option(None, help="YAML: a `clean:` section, or a list of {name, pattern, replace}."),
     on_error: str | None = typer.Option(None, help="Unreadable records: skip (and log; the default) or stop."),
     workers: int | None = typer.Option(None, min=0, help="Processes for a JSONL input (0 = every core; default 1)."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
 ):
     """Normalise text (NFKC, HTML, control, symbol noise, whitespace), mask personal data, filter."""
-    clean_step(inp, out, rules, on_error, workers)
+    clean_step(inp, out, rules, on_error, workers, encoding=encoding, columns=columns)
 
 
 @prepare_app.command("check")
@@ -177,9 +192,12 @@ def prepare_check_cmd(
     label_field: str | None = typer.Option(None, help="Label field (default: label / category)."),
     threshold: list[str] = typer.Option([], help="rule=max_share, e.g. --threshold any=0.05; crossing exits 2."),
     workers: int | None = typer.Option(None, min=0, help="Processes for a JSONL input (0 = every core; default 1)."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
 ):
     """Quality report: consistency, completeness, correctness, personal data."""
-    check_step(inp, out, config, labels.split(",") if labels else None, label_field, threshold, workers)
+    check_step(inp, out, config, labels.split(",") if labels else None, label_field, threshold, workers,
+               encoding=encoding, columns=columns)
 
 
 @prepare_app.command("dedupe")
@@ -190,9 +208,11 @@ def prepare_dedupe_cmd(
     semantic: bool = typer.Option(False, "--semantic", help="Also semantic duplicates (all-MiniLM-L6-v2)."),
     near_threshold: float | None = typer.Option(None, help="Jaccard for --near (default 0.8)."),
     semantic_threshold: float | None = typer.Option(None, help="Cosine for --semantic (default 0.95)."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
 ):
     """Drop exact (and near / semantic) duplicates, keeping the first."""
-    dedupe_step(inp, out, near, semantic, near_threshold, semantic_threshold)
+    dedupe_step(inp, out, near, semantic, near_threshold, semantic_threshold, encoding=encoding, columns=columns)
 
 
 @prepare_app.command("convert")
@@ -201,9 +221,11 @@ def prepare_convert_cmd(
     out: Path = typer.Argument(...),
     kind: str = typer.Option(..., help="structured | semi | dialogue"),
     spec: Path = typer.Option(..., help="YAML spec: schema and templates, patterns, or dialogue rules."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
 ):
     """Turn records into training samples with provenance."""
-    convert_step(inp, out, kind, spec)
+    convert_step(inp, out, kind, spec, encoding=encoding, columns=columns)
 
 
 @prepare_app.command("window")
@@ -214,9 +236,11 @@ def prepare_window_cmd(
     window: int | None = typer.Option(None, help="Tokens per window (default 512)."),
     stride: int | None = typer.Option(None, help="Tokens between window starts (default 256)."),
     field: str | None = typer.Option(None, help="Field to window (default: input / last user turn)."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
 ):
     """Split inputs longer than the window into overlapping token windows; the target stays intact."""
-    window_step(inp, out, model, window, stride, field)
+    window_step(inp, out, model, window, stride, field, encoding=encoding, columns=columns)
 
 
 @prepare_app.command("tag")
@@ -224,9 +248,11 @@ def prepare_tag_cmd(
     inp: Path = typer.Argument(..., metavar="IN"),
     out: Path = typer.Argument(...),
     add_tags: bool = typer.Option(False, "--add-tags", help="Prefix prompts with [ZH] / [EN] / [MIXED]."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
 ):
     """Detect each sample's language (zh / en / mixed with the Chinese share); optionally tag prompts."""
-    tag_step(inp, out, add_tags)
+    tag_step(inp, out, add_tags, encoding=encoding, columns=columns)
 
 
 @prepare_app.command("augment")
@@ -238,9 +264,11 @@ def prepare_augment_cmd(
     seed: int | None = typer.Option(None, help="Seed (default 42)."),
     swap: float | None = typer.Option(None, help="Chance per copy of swapping two words (default 0)."),
     delete: float | None = typer.Option(None, help="Chance per word of deleting it (default 0)."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
 ):
     """Synonym replacement (Cilin, WordNet, finance and medical lists, yours) on the prompt side."""
-    augment_step(inp, out, ratio, dict_, seed, swap, delete)
+    augment_step(inp, out, ratio, dict_, seed, swap, delete, encoding=encoding, columns=columns)
 
 
 @prepare_app.command("split")
@@ -253,9 +281,11 @@ def prepare_split_cmd(
     seed: int | None = typer.Option(None, help="Seed of the split (default 42)."),
     label_field: str | None = typer.Option(None, help="Stratify by this field (default: label / category)."),
     group_field: str | None = typer.Option(None, help="Keep records with the same value in one split."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
 ):
     """Stratified, seeded, group-aware split; then flags evaluation prompts that leak from train."""
-    split_step(inp, out, train, validation, test, seed, label_field, group_field)
+    split_step(inp, out, train, validation, test, seed, label_field, group_field, encoding=encoding, columns=columns)
 
 
 @prepare_app.command("leakage")
@@ -328,6 +358,7 @@ EVALUATE_FLAGS = {
     "model": "model", "adapter": "adapter", "data": "data", "out": "out", "task": "task",
     "max_samples": "max_samples", "sampling": "generation.sampling", "num_samples": "generation.num_samples",
     "max_new_tokens": "generation.max_new_tokens", "batch_size": "generation.batch_size", "seed": "generation.seed",
+    "allow_code": "business.allow_code",
 }
 
 
@@ -348,9 +379,15 @@ def evaluate_cmd(
     max_samples: int | None = typer.Option(None, help="Evaluate only the first N test samples."),
     sampling: str | None = typer.Option(None, help="r1 (temperature 0.6, top-p 0.95) | greedy"),
     num_samples: int | None = typer.Option(None, help="Outputs per prompt, averaged (r1 sampling)."),
-    max_new_tokens: int | None = typer.Option(None, help="Cap on generated tokens per output."),
+    max_new_tokens: int | None = typer.Option(
+        None, help="Cap on generated tokens per output (default: classification: longest label + "
+        "generation.reasoning_budget; other tasks: generation.open_max_new_tokens)."),
     batch_size: int | None = typer.Option(None, help="Prompts generated together."),
     seed: int | None = typer.Option(None, help="Sampling seed."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
+    allow_code: bool = typer.Option(False, "--allow-code", help="Run the Python functions business checks name "
+                                    "(module:function, file.py:function): arbitrary code, only if you trust it."),
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set bootstrap.resamples=2000"),
 ):
     """Base vs tuned (vs more runs) on a test set, or score outputs produced elsewhere: metrics.json + report.html."""
@@ -360,7 +397,8 @@ def evaluate_cmd(
              "labels": labels.split(",") if labels else None, "metrics": metrics.split(",") if metrics else None}
     given = dict(model=model, adapter=adapter, data=data, out=out, task=task, max_samples=max_samples,
                  sampling=sampling, num_samples=num_samples, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                 seed=seed, **{k: [x.strip() for x in v] for k, v in lists.items() if v})
+                 seed=seed, allow_code=allow_code or None, encoding=encoding, columns=columns,
+                 **{k: [x.strip() for x in v] for k, v in lists.items() if v})
     cfg = load_config(EvaluateConfig, config, merge(flag_overrides(EVALUATE_FLAGS, given), parse_overrides(set_)))
     evaluate(cfg)
 
@@ -522,6 +560,7 @@ def strip_option(argv: list[str], name: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    hide_bitsandbytes()  # peft imports it whenever installed, noisily; only quantized paths need it
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     if debug:

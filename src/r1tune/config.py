@@ -8,17 +8,58 @@ A run is a YAML file validated against one of the `*Config` classes below; unkno
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from r1tune.errors import R1TuneError
+from r1tune.files import write_text
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _text_encoding(value: str) -> str:
+    if value != "auto":
+        try:
+            io.TextIOWrapper(io.BytesIO(), encoding=value)  # fails for a codec that is not a text encoding too
+        except LookupError:
+            raise ValueError(f"unknown text encoding '{value}' (auto, utf-8, gb18030, gbk, big5, utf-16 …)") from None
+    return value
+
+
+def _column_pairs(value):
+    """`--columns 'instruction=指令,input=输入'` as well as a mapping."""
+    if not isinstance(value, str):
+        return value
+    pairs = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        known, sep, column = (x.strip() for x in part.partition("="))
+        if not (sep and known and column):
+            raise ValueError(f"expected name=column pairs separated by commas, got '{part}'")
+        pairs[known] = column
+    return pairs
+
+
+def _distinct_columns(value: dict[str, str]) -> dict[str, str]:
+    columns = list(value.values())
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ValueError(f"column {', '.join(twice)} is mapped to two names")
+    return value
+
+
+# How to read the user's data file (see r1tune.data.io): its encoding, and its columns renamed to known names.
+Encoding = Annotated[str, AfterValidator(_text_encoding)]
+ColumnMap = Annotated[dict[str, str], BeforeValidator(_column_pairs), AfterValidator(_distinct_columns)]
+ENCODING_HELP = ("Text encoding of the data file: auto (UTF-8, or UTF-16/32 with a byte-order mark; a GBK or "
+                 "BOM-less UTF-16 file stops with the --encoding to pass) or a codec: gb18030, gbk, big5, utf-16 …")
+COLUMNS_HELP = ("The data file's columns (or keys) renamed to the names the formats know, before anything reads "
+                "them: {instruction: 指令, input: 输入, output: 输出}.")
 
 
 class ModelConfig(Section):
@@ -41,12 +82,22 @@ class DataConfig(Section):
     val_split: float = Field(
         0.1, ge=0.0, lt=1.0, description="Share of train held out for validation if no file is given.")
     format: Literal["auto", "alpaca", "sharegpt", "messages"] = Field("auto", description="Record format.")
-    reasoning: Literal["keep", "drop", "empty"] = Field(
-        "keep",
-        description="keep: train the final answer's reasoning trace; drop: train only the answer, after an "
-        "unlabelled empty think block; empty: also train the model to emit the empty `<think>\\n\\n</think>`.")
+    reasoning: Literal["auto", "keep", "drop", "empty"] = Field(
+        "auto",
+        description="keep: train the final answer's reasoning trace (a sample without one: as drop); drop: train "
+        "only the answer, after an unlabelled empty think block; empty: also train the model to emit the empty "
+        "`<think>\\n\\n</think>`, so it learns to close its think block itself; auto: keep traces where present, "
+        "and train samples without one as empty when most training samples lack a trace (else as drop) — data "
+        "without traces must still teach the model to close the block. The choice is printed and recorded.")
     max_length: int = Field(1024, gt=8, description="Tokens per sample; longer targets are cut at the end.")
+    truncate: Literal["skip", "left"] = Field(
+        "skip",
+        description="A sample whose prompt alone fills max_length (nothing of its answer would train): skip: "
+        "leave it out, counted at start and listed in skipped.jsonl; left: cut the prompt from the left, keeping "
+        "bos and the generation prompt, so the answer keeps min(its length, max_length/2) tokens.")
     on_error: Literal["stop", "skip"] = Field("stop", description="Stop at the first bad record, or skip and list it.")
+    encoding: Encoding = Field("auto", description=ENCODING_HELP + " Applies to train and validation.")
+    columns: ColumnMap = Field({}, description=COLUMNS_HELP + " Applies to train and validation.")
     chat_template: Literal["model", "r1", "r1-2025-01"] = Field(
         "model", description="Template to train with: the tokenizer's own, or one of the bundled R1 templates.")
 
@@ -193,12 +244,16 @@ class CheckConfig(Section):
         [], description="Fields whose value names other fields of the record; those fields must exist.")
     json_output: Literal["auto", "always", "never"] = Field(
         "auto", description="Answers must parse as JSON: always, never checked, or when they look like JSON.")
-    min_label_count: int = Field(5, ge=1, description="Labels with fewer examples than this are reported.")
+    min_label_count: int = Field(
+        5, ge=1, description="Labels with fewer examples than this are reported; a short answer this frequent is "
+        "a class name (in a file without a label field), not an answer in another language.")
     max_imbalance: float = Field(10.0, gt=1, description="Largest / smallest class size above this is reported.")
     checks: list[UserCheck] = Field([], description="User checks: regex or JSON schema on a field.")
     thresholds: dict[str, float] = Field(
-        {}, description="Rule → highest tolerated share of records (0–1); 'any' = records with any problem. "
-        "Crossing one makes the step exit non-zero.")
+        {}, description="Rule (e.g. exact_duplicate, duplicate_prompt, unreadable) → highest tolerated share of the "
+        "lines read (0–1); 'any' = lines with any problem, unreadable ones included; 'untrainable' = lines that "
+        "give no training sample. Crossing one makes the step exit non-zero; so does a file in which no line "
+        "can be trained on, whatever the thresholds.")
     examples: int = Field(5, ge=0, description="Examples of each problem kept in the report.")
 
 
@@ -322,6 +377,8 @@ class PrepareConfig(Section):
     """
 
     input: str = Field("", description="Raw data: .jsonl / .json / .csv / .parquet.")
+    encoding: Encoding = Field("auto", description=ENCODING_HELP + " Applies to `input`; the steps write UTF-8.")
+    columns: ColumnMap = Field({}, description=COLUMNS_HELP + " Applies to `input`.")
     out: str = Field("runs/prepare", description="Output folder: one file and log per step, quality report, splits.")
     on_error: Literal["stop", "skip"] = Field("skip", description="Unreadable records: stop, or skip and log them.")
     workers: int = Field(1, ge=0, description="Processes for the clean and check steps on a JSONL input "
@@ -341,14 +398,25 @@ class PrepareConfig(Section):
 
 class ServeLimits(Section):
     max_prompt_tokens: int = Field(8192, gt=0, description="Longest prompt accepted, in tokens (400 above).")
+    max_prompt_chars: int | None = Field(
+        None, gt=0, description="Longest prompt accepted, in characters of message text, checked before tokenizing "
+        "(400 above); default: 8 per token of max_prompt_tokens, or of the model's context when that is smaller.")
     max_tokens: int = Field(8192, gt=0, description="Largest max_tokens a request may ask for (400 above).")
     default_max_tokens: int = Field(2048, gt=0, description="max_tokens when a request does not set it "
                                     "(R1 reasons at length: too small a cap cuts the answer off).")
     max_n: int = Field(4, gt=0, description="Most choices (n) per request (400 above).")
     max_messages: int = Field(256, gt=0, description="Most messages per request (400 above).")
     max_body_bytes: int = Field(1_000_000, gt=0, description="Largest request body, chunked or not (413 above).")
+    body_timeout_s: float = Field(30.0, gt=0, description="Seconds a request body may take to arrive in full "
+                                  "(408 and the connection closed after).")
+    max_json_depth: int = Field(64, gt=0, description="Deepest nesting of arrays / objects in a request "
+                                "body (400 deeper).")
     max_concurrent: int = Field(64, gt=0, description="Requests running or queued at once; more are answered 429.")
     max_batch_size: int = Field(8, gt=0, description="Choices generated together in one batch by the worker.")
+
+    def prompt_chars_cap(self, context_length: int) -> int:
+        """max_prompt_chars, else 8 characters per prompt token allowed (ordinary text averages 1 to 5)."""
+        return self.max_prompt_chars or 8 * min(self.max_prompt_tokens, context_length)
 
 
 class SamplingDefaults(Section):
@@ -361,8 +429,9 @@ class ServeConfig(Section):
 
     host: str = Field("127.0.0.1", description="Address to bind, loopback by default; another one needs an API key.")
     port: int = Field(8000, ge=0, lt=65536, description="TCP port.")
-    api_key: str | None = Field(None, description="Required on every route when set (Authorization: Bearer KEY). "
-                                "Prefer the R1TUNE_API_KEY environment variable to putting it in a file.")
+    api_key: str | None = Field(None, description="Required on every route when set (Authorization: Bearer KEY); "
+                                "surrounding whitespace is stripped at start. Without one, only loopback Host "
+                                "names are answered. Prefer the R1TUNE_API_KEY environment variable to a file.")
     served_name: str | None = Field(None, description="Model id of the run; default: the run folder's name.")
     base_name: str = Field("base", description="Model id of the base model under an adapter run.")
     adapters: dict[str, str] = Field({}, description="More LoRA adapters on the same base, by model id: {name: run}.")
@@ -421,7 +490,13 @@ class EvalGenerationConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass (r1 sampling only).")
     num_samples: int = Field(1, ge=1, description="Generations per prompt; every metric averages over them "
                              "(corpus metrics pool them). Only meaningful with r1 sampling.")
-    max_new_tokens: int = Field(1024, gt=0, description="Cap on generated tokens (reasoning + answer) per output.")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="Cap on generated tokens (reasoning + answer) per output. None (auto): for "
+        "classification the longest label's tokens + reasoning_budget, otherwise open_max_new_tokens.")
+    reasoning_budget: int = Field(256, gt=0, description="Auto cap, classification: tokens of reasoning allowed "
+                                  "before the label (a random-init or runaway model stops here, not at 1024).")
+    open_max_new_tokens: int = Field(1024, gt=0, description="Auto cap for generation, extraction and structured "
+                                     "tasks, whose answers have no label to size the cap by.")
     batch_size: int = Field(8, gt=0, description="Prompts generated together (left-padded, KV cache).")
     seed: int = Field(0, description="Sampling seed: the same model, data and seed give the same outputs.")
     latency_requests: int = Field(8, ge=0, description="Prompts generated one at a time to measure per-request "
@@ -462,12 +537,15 @@ class BusinessCheck(Section):
         None, description="The answer must be JSON valid against this schema (inline, or a path to a .json file).")
     callable: str | None = Field(
         None, description="'module:function' or 'path/to/file.py:function', called as f(answer, sample) → bool; "
-        "sample has id, prompt, reference, label and the record's other fields.")
+        "sample has id, prompt, reference, label and the record's other fields. Runs that Python code: needs "
+        "business.allow_code.")
 
 
 class BusinessConfig(Section):
     checks: list[BusinessCheck] = Field([], description="Task-completion checks; an answer completes the task when "
                                         "it passes all of them.")
+    allow_code: bool = Field(False, description="Run the Python functions checks name (callable): they execute "
+                             "arbitrary code with your permissions, so only for code you trust. Also --allow-code.")
     feedback: str | None = Field(None, description="Feedback log (JSONL), e.g. thumbs up/down per served answer.")
     feedback_field: str | None = Field(
         None, description="Field holding the feedback; default: the first of feedback, thumbs, rating, score, vote.")
@@ -490,6 +568,8 @@ class EvaluateConfig(Section):
     data: str = Field("", description="Test set (.jsonl/.json/.csv/.parquet, any training format); optional with "
                       "predictions files that carry their references.")
     format: Literal["auto", "alpaca", "sharegpt", "messages"] = Field("auto", description="Test set record format.")
+    encoding: Encoding = Field("auto", description=ENCODING_HELP + " Applies to `data`.")
+    columns: ColumnMap = Field({}, description=COLUMNS_HELP + " Applies to `data`.")
     max_samples: int | None = Field(None, gt=0, description="Use only the first N test samples.")
     out: str = Field("runs/evaluate", description="Output folder: metrics.json, report.html, predictions/.")
     task: EvalTask = Field("auto", description="auto: classification when samples carry a label, structured when the "
@@ -590,5 +670,5 @@ def load_config(cls: type[Section], path: str | Path | None = None, overrides: d
 
 
 def dump_config(config: Section, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
-                          encoding="utf-8")
+    """The config as YAML, replacing `path` only once complete (see r1tune.files)."""
+    write_text(path, yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False))

@@ -115,13 +115,14 @@ def test_unknown_suffix_and_missing_file(tmp_path):
 # ------------------------------------------------------------ fast JSONL path (orjson) = json module, exactly
 
 EDGE_LINES = [
-    '{"a": NaN, "b": Infinity, "c": -Infinity}\n',  # json accepts these; orjson does not
     '{"big": 123456789012345678901234567890, "neg": -9223372036854775809}\n',  # orjson would give floats
-    '{"edge": 18446744073709551615, "small": -9223372036854775808, "f": 1e400}\n',
-    '{"s": "\\ud800 lone surrogate", "t": "\\ud83d\\ude00"}\n',
+    '{"edge": 18446744073709551615, "small": -9223372036854775808, "f": 1.7976931348623157e308}\n',
+    '{"pair": "\\ud83d\\ude00", "upper": "\\uD83D\\uDE00 pair"}\n',  # a surrogate pair is one character
     '{"a": 1, "a": 2}\n',  # duplicate key: the last wins
-    '{"x": 0.1, "y": -0.0, "z": 2.5e-308, "w": 1E+2, "n": null, "b": [true, false, {}]}\n',
-    '{"deep": ' + "[" * 250 + "]" * 250 + "}\n",
+    '{"x": 0.1, "y": -0.0, "z": 2.5e-308, "w": 1E+2, "n": null, "b": [true, false, {}], "tiny": 1e-400}\n',
+    '{"deep": ' + "[" * 99 + "]" * 99 + "}\n",  # 100 levels with the record: the deepest accepted
+    '{"wide": [' + ", ".join(["{}"] * 300) + "]}\n",  # many brackets, shallow
+    '{"text": "' + "[{" * 300 + '"}\n',  # brackets inside a string do not nest
     '{"中文": "营收3.5亿元", "esc": "a\\u0000b\\n\\"\\/"}\n',
 ]
 
@@ -144,8 +145,106 @@ def test_fast_path_values_match_the_json_module(tmp_path):
     for (_, a), (_, b) in zip(got, want):
         # repr tells int from float and keeps NaN comparable
         assert repr(a) == repr(b)
-    assert type(got[2][1]["big"]) is int and got[2][1]["neg"] == -9223372036854775809
-    assert repr(got[1][1]["a"]) == "nan" and got[3][1]["f"] == float("inf")
+    assert type(got[1][1]["big"]) is int and got[1][1]["neg"] == -9223372036854775809
+    assert got[3][1] == {"pair": "😀", "upper": "😀 pair"} and got[2][1]["f"] == 1.7976931348623157e308
+
+
+@pytest.mark.parametrize("line, field, problem", [
+    ('{"instruction": "q", "output": NaN}', "output", "NaN is not valid JSON"),
+    ('{"instruction": "q", "output": "a", "meta": {"x": [1, Infinity]}}', "meta.x[1]", "Infinity is not valid JSON"),
+    ('{"instruction": "q", "output": "a", "score": -Infinity}', "score", "-Infinity is not valid JSON"),
+    ('{"instruction": "q", "output": "a", "score": 1e400}', "score", "1e400 is a number too large for JSON"),
+    ('{"instruction": "q", "output": "bad \\ud800 text"}', "output", "lone surrogate \\ud800"),
+    ('{"instruction": "q", "output": "low \\uDC00"}', "output", "lone surrogate \\udc00"),
+    ('{"instruction": "q", "output": "a", "k\\udfff": 1}', "k\\udfff", "lone surrogate \\udfff"),
+    ('{"messages": [{"role": "user", "content": "\\ud83d"}]}', "messages[0].content", "lone surrogate"),
+    ('{"a": ' + "[" * 100 + "]" * 100 + "}", None, "nested deeper than 100 levels"),
+    ('{"instruction": "q", "output": ' + "[" * 5000 + "]" * 5000 + "}", None, "nested deeper than 100 levels"),
+    ('{"id": 12345678901234567890123, "a": ' + "[" * 150 + "]" * 150 + "}", None, "nested deeper"),
+    ('{"instruction": "q", "output": "a", "n": ' + "1" * 5000 + "}", None, "a number longer than 4,300 digits"),
+])
+def test_what_json_loads_accepts_but_json_cannot_hold_is_a_bad_record(tmp_path, line, field, problem):
+    """Each of these used to pass the reader and fail later: a RecursionError, invalid JSON (NaN) written out,
+    a UnicodeEncodeError at writing or a tokenizer error; now the reader names the line and the field."""
+    path = write_lines(tmp_path / "bad.jsonl", [jl(GOOD), line + "\n", jl(GOOD)])
+    with pytest.raises(DataError) as e:
+        list(read_records(path))
+    assert (e.value.line, e.value.field) == (2, field) and problem in e.value.problem
+    assert str(e.value).startswith(f"{path}:2:")
+    str(e.value).encode("utf-8")  # the message itself prints (a surrogate in a key is escaped)
+    skipped: list = []
+    assert [loc.line for loc, _ in read_records(path, on_error="skip", skipped=skipped)] == [1, 3]
+    assert [(err.line, err.field) for err in skipped] == [(2, field)]
+
+
+def test_bad_values_in_json_arrays_and_csv_cells_are_bad_records(tmp_path):
+    deep = "[" * 5000 + "]" * 5000
+    path = tmp_path / "data.json"
+    path.write_text("[\n" + jl(GOOD) + ",\n" + '{"instruction": "q", "output": ' + deep + "},\n"
+                    + '{"instruction": "q", "output": NaN},\n' + "NaN,\n" + '{"s": "\\ud800"},\n'
+                    + '{"deep": ' + "[" * 500 + "]" * 500 + "},\n" + jl(GOOD) + "]\n", encoding="utf-8")
+    skipped: list = []
+    assert [loc.line for loc, _ in read_records(path, on_error="skip", skipped=skipped)] == [2, 9]
+    assert [(e.line, e.field, e.problem[:20]) for e in skipped] == [
+        (4, None, "nested deeper than 1"), (5, "output", "NaN is not valid JSO"), (6, None, "NaN is not valid JSO"),
+        (7, "s", "lone surrogate \\ud80"), (8, None, "nested deeper than 1")]
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text('instruction,output,messages\nq,a,"' + deep + '"\nq,a,"[1, NaN]"\n'
+                        'q,a,"[{""content"": ""\\ud800""}]"\nq,a,[注意] plain text\n', encoding="utf-8")
+    skipped = []
+    records = [(loc.line, r["messages"]) for loc, r in read_records(csv_path, on_error="skip", skipped=skipped)]
+    assert records == [(5, "[注意] plain text")]
+    assert [(e.line, e.field, e.problem[:20]) for e in skipped] == [
+        (2, "messages", "nested deeper than 1"), (3, "messages[1]", "NaN is not valid JSO"),
+        (4, "messages[0].content", "lone surrogate \\ud80")]
+
+
+def test_a_csv_cell_longer_than_the_csv_module_limit_is_text(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("instruction,output\nq," + "长" * 300_000 + "\n", encoding="utf-8")
+    assert [len(r["output"]) for _, r in read_records(path)] == [300_000]
+
+
+def test_parquet_values_json_cannot_hold(tmp_path):
+    import datetime
+    import decimal
+
+    path = tmp_path / "d.parquet"
+    rows = [{**GOOD, "score": 0.5, "at": datetime.datetime(2024, 1, 2, 3, 4), "amount": decimal.Decimal("3.50"),
+             "raw": b"text"},
+            {**GOOD, "score": float("nan"), "at": None, "amount": None, "raw": None},
+            {**GOOD, "score": 1.0, "at": None, "amount": None, "raw": b"\xff\xfe"}]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    skipped: list = []
+    records = list(read_records(path, on_error="skip", skipped=skipped))
+    assert [loc.line for loc, _ in records] == [1]
+    assert records[0][1] | {} == {**GOOD, "score": 0.5, "at": "2024-01-02T03:04:00", "amount": 3.5, "raw": "text"}
+    assert [(e.line, e.unit, e.field, e.problem[:16]) for e in skipped] == [
+        (2, "row", "score", "nan is not a JSO"), (3, "row", "raw", "binary data that")]
+    from r1tune.data.io import json_encoder
+
+    json.loads(json_encoder()(records[0][1]))  # written back as valid JSON
+
+
+def test_a_parquet_file_nested_beyond_what_pyarrow_reads_is_one_error(tmp_path):
+    path = tmp_path / "deep.parquet"
+    value, kind = "x", pa.string()
+    for _ in range(60):
+        value, kind = [value], pa.list_(kind)
+    pq.write_table(pa.Table.from_pylist([{"instruction": "q", "output": "a", "deep": value}],
+                                        schema=pa.schema([("instruction", pa.string()), ("output", pa.string()),
+                                                          ("deep", kind)])), path)
+    with pytest.raises(DataError, match="not a readable Parquet file: .*too deeply nested") as e:
+        list(read_records(path))
+    assert e.value.line is None
+
+
+def test_nesting_depth_skips_strings():
+    from r1tune.data.io import nesting_depth
+
+    assert nesting_depth(b'{"a": [1, {"b": "[[[["}]}') == 3
+    assert nesting_depth('["\\"[", [[]]]') == 3
+    assert nesting_depth(b"[" * 5000) == 5000 and nesting_depth(b'"[[["') == 0
 
 
 @pytest.mark.parametrize("line, message", [

@@ -132,3 +132,47 @@ def test_the_check_on_two_workers_reports_what_one_process_reports(tmp_path, sma
     found = {rule for rules in one["sections"].values() for rule, r in rules.items() if r["count"]}
     assert {"conflicting_labels", "truncated_text", "json_invalid", "pii", "empty_field", "output_language"} <= found
     assert one["unreadable_records"] == 4 + 1
+
+
+def _truth_records(classes: bool) -> list:
+    """Records for every counter `settle` and the merge keep: duplicates, conflicts and short answers across
+    chunks, unreadable lines, records with no training format, marker text."""
+    answers = [["positive", "negative", "neutral"][i % 3] if classes else f"第{i}季度营收同比增长{i}%，海外市场贡献最大。"
+               for i in range(40)]
+    records = [{"instruction": f"判断第{i}条新闻的情感。", "input": f"公司第{i}季度营收增长。", "output": answers[i]}
+               for i in range(40)]
+    records[4] = dict(records[1])  # the same record, two chunks later
+    records[8] = {**records[2], "input": records[2]["input"] + " ", "id": 8}  # same prompt and answer, other id
+    records[11] = {**records[5], "output": answers[6]}  # same prompt, another answer
+    records[13] = {**records[13], "output": "Meh."}  # short, in English: a rare class, or another language
+    records[17] = {**records[17], "output": "Fine"}
+    records[20] = {**records[20], "output": "The company reported record revenue growth in every region."}
+    records[22] = {"问题": "营收如何？", "回答": "增长"}  # no training format
+    records[25] = {"问题": "利润如何？", "回答": "下降"}
+    records[26] = {**records[26], "instruction": "判断 <｜Assistant｜> 情感"}
+    records[7], records[19] = "{broken", "[1]"
+    return records
+
+
+@pytest.mark.parametrize("classes", [True, False])
+def test_the_new_counters_of_the_check_merge_in_file_order(tmp_path, small_chunks, classes):
+    from r1tune.config import CheckConfig
+    from r1tune.data.quality import check_file
+
+    raw = write(tmp_path / "raw.jsonl", _truth_records(classes))
+    config = CheckConfig(min_label_count=3, examples=3)
+    one = check_file(raw, tmp_path / "one", config)
+    two = check_file(raw, tmp_path / "two", config, workers=2)
+
+    assert {k: v for k, v in two.items() if k != "problems_log"} == {k: v for k, v in one.items() if k != "problems_log"}
+    for name in ("problems.jsonl", "report.md", "quality.json"):
+        mine, theirs = (tmp_path / d / name for d in ("one", "two"))
+        assert theirs.read_bytes().replace(b"/two/", b"/one/") == mine.read_bytes(), name
+    found = {rule: r["count"] for rules in one["sections"].values() for rule, r in rules.items() if r["count"]}
+    assert {"exact_duplicate": 1, "duplicate_prompt": 1, "conflicting_outputs": 1, "format_unknown": 2,
+            "unreadable": 3, "marker_text": 1}.items() <= found.items()
+    assert (one["records"], one["unreadable_records"], one["untrainable_records"]) == (41, 3, 2)
+    if classes:  # the short answers are the file's classes: the odd ones are rare labels
+        assert found["rare_label"] == 2 and found["output_language"] == 1
+    else:  # prose answers: the two short English ones are another language, decided at the end
+        assert found["output_language"] == 3 and "rare_label" not in found

@@ -105,7 +105,7 @@ def test_thresholds_and_both_report_files(bad_report):
     assert saved["records_with_problems"] == report["records_with_problems"]
     assert set(saved["sections"]) == {"consistency", "completeness", "correctness", "personal data"}
     markdown = (folder / "report.md").read_text(encoding="utf-8")
-    assert "Thresholds: **FAILED**" in markdown
+    assert "Quality gate: **FAILED**" in markdown
     assert "| label_not_in_set | 6.82% | 1.00% | **crossed** |" in markdown
     assert "| consistency | `conflicting_labels` |" in markdown  # the per-rule table lists every rule
     assert "| correctness | `reference_missing` |" in markdown
@@ -143,7 +143,8 @@ def test_numbers_in_structured_records_must_parse_without_declaring_the_columns(
     rows[3]["revenue"] = "三点五亿"  # not a number a parser can read
     rows[7]["growth"] = "N/A?"
     report = check_file(jsonl(tmp_path / "s.jsonl", rows), tmp_path / "r")
-    assert rule_counts(report) == {"number_invalid": 2}
+    # statement rows are not training samples yet (`prepare convert` makes samples of them): each is untrainable
+    assert rule_counts(report) == {"number_invalid": 2, "format_unknown": 12}
     details = [e["detail"] for e in examples(report, "number_invalid")]
     assert "'revenue' = '三点五亿' in a column of numbers" in details and "'growth' = 'N/A?' in a column of numbers" in details
 
@@ -198,3 +199,32 @@ def test_plain_alpaca_shortcut_agrees_with_to_sample():
             ok = False
         assert not plain_alpaca(record) or ok, record  # never says "valid" where to_sample fails
     assert plain_alpaca(base) and plain_alpaca({**base, "input": None, "label": "正面", "history": []})
+
+
+def test_record_keys_are_dedups_exact_key_and_a_normalised_prompt():
+    """The check's record key is `dedup.exact_key` (flat records are hashed from texts normalised once, shared with
+    the prompt key); prompts compare after NFKC, case, spacing and language tags."""
+    from r1tune.data.dedup import exact_key
+    from r1tune.data.quality_rules import record_keys
+
+    checker = QualityChecker()
+    records = [{"instruction": "Ａ  question", "input": "", "output": "Yes.", "label": "正面", "n": 3, "ok": None},
+               {"instruction": "[ZH] 问题", "output": "答", "provenance": {"file": "x", "line": 1}, "lang": {"x": 1}},
+               {"text": "only text", "score": 1.5}, {"output": "no prompt"}, {"meta": {"Ａ": "Ｂ"}, "output": "x"},
+               {"messages": [{"role": "user", "content": "[EN] Hi  there"}, {"role": "assistant", "content": "Hi"}]},
+               {"conversations": [{"from": "human", "value": "Ｈｉ"}, {"from": "gpt", "value": "ok"}]}]
+    for record in records:
+        assert record_keys(checker, record)[0] == exact_key(record), record
+    prompt_key = {i: record_keys(checker, r)[1] for i, r in enumerate(records)}
+    assert prompt_key[3] == 0 and prompt_key[4] == 0  # no prompt: nothing to compare
+    assert record_keys(checker, {"instruction": "a question", "output": "no"})[1] == prompt_key[0]
+    assert record_keys(checker, {"instruction": "问题", "output": "不"})[1] == prompt_key[1]
+    assert record_keys(checker, {"messages": [{"role": "user", "content": "hi there"}]})[1] == prompt_key[5]
+
+
+def test_label_variants_ignore_surrounding_punctuation_but_not_signs():
+    from r1tune.data.quality_rules import label_norm
+
+    assert label_norm("neutral??") == label_norm(" Neutral ") == label_norm("“neutral”。") == "neutral"
+    assert label_norm("-1") != label_norm("1") and label_norm("A+") != label_norm("A")
+    assert label_norm("???") == "???"  # nothing but punctuation stays itself

@@ -1,4 +1,5 @@
-"""Business metrics: task completion by regex / JSON schema / a Python function, satisfaction from feedback."""
+"""Business metrics: task completion by regex / JSON schema / a Python function (run only when code is
+allowed, refused before anything runs otherwise), satisfaction from feedback."""
 
 import json
 
@@ -6,7 +7,7 @@ import pytest
 
 from r1tune.config import BusinessCheck
 from r1tune.errors import R1TuneError
-from r1tune.evaluate.business import load_callable, read_feedback, run_checks, satisfaction
+from r1tune.evaluate.business import load_callable, read_feedback, require_code_allowed, run_checks, satisfaction
 
 
 def test_checks_and_task_completion(tmp_path):
@@ -20,7 +21,7 @@ def test_checks_and_task_completion(tmp_path):
               BusinessCheck(name="duration", callable=f"{checker}:names_the_duration")]
     answers = ['{"主诉": "头痛", "持续": "3天"}', '{"主诉": "头痛"}', "主诉：头痛，3天"]
     samples = [{"duration": "3天"}] * 3
-    verdicts = run_checks(answers, samples, checks)
+    verdicts = run_checks(answers, samples, checks, allow_code=True)
     assert verdicts["has field"] == [True, True, True]
     assert verdicts["json"] == [True, True, False]
     assert verdicts["duration"] == [True, False, True]
@@ -35,6 +36,38 @@ def test_callable_by_module_name_and_clear_errors():
         load_callable("json:nope")
     with pytest.raises(R1TuneError, match="give a regex"):
         run_checks(["x"], [{}], [BusinessCheck(name="empty")])
+
+
+def test_code_runs_only_when_allowed_and_the_refusal_says_what_would_run(tmp_path):
+    marker = tmp_path / "ran"
+    checker = tmp_path / "checks.py"
+    checker.write_text(f"open({str(marker)!r}, 'w').close()\n"
+                       "def ok(answer, sample):\n    return True\n", encoding="utf-8")
+    checks = [BusinessCheck(name="has field", regex="x"), BusinessCheck(name="mine", callable=f"{checker}:ok"),
+              BusinessCheck(name="lib", callable="json:loads")]
+    with pytest.raises(R1TuneError) as refused:
+        run_checks(["x"], [{}], checks)
+    message = str(refused.value)
+    assert f"check 'mine' runs the file {checker} and calls ok(answer, sample)" in message
+    assert "check 'lib' imports json and calls loads(answer, sample)" in message
+    assert "--allow-code" in message and "business.allow_code: true" in message and "\n" not in message
+    assert not marker.exists()
+    require_code_allowed(checks[:1], allow_code=False)  # regex and schema checks need no permission
+    assert run_checks(["x"], [{}], checks[:2], allow_code=True)["task_completed"] == [True]
+    assert marker.exists()
+
+
+def test_user_code_failures_are_one_line_errors(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise ValueError('bad\\nconfig')\n", encoding="utf-8")
+    with pytest.raises(R1TuneError, match=r"running .*broken.py failed: ValueError: bad$"):
+        run_checks(["x"], [{}], [BusinessCheck(name="b", callable=f"{broken}:f")], allow_code=True)
+    raising = tmp_path / "raising.py"
+    raising.write_text("def f(answer, sample):\n    return 1 / 0\n", encoding="utf-8")
+    with pytest.raises(R1TuneError, match=r"business check 'r': .*raising.py:f raised ZeroDivisionError: .* \(sample s7\)"):
+        run_checks(["x"], [{"id": "s7"}], [BusinessCheck(name="r", callable=f"{raising}:f")], allow_code=True)
+    with pytest.raises(R1TuneError, match="file not found"):
+        run_checks(["x"], [{}], [BusinessCheck(name="gone", callable=f"{tmp_path / 'gone.py'}:f")], allow_code=True)
 
 
 def test_feedback_log_satisfaction(tmp_path):

@@ -76,3 +76,17 @@ window.addEventListener('load', () => {
     assert len(colours) > 100  # text, tables and plots in colour; a blank page has one colour
     ink = sum(n for n, (r, g, b) in colours if r + g + b < 600) / (1200 * 2400)
     assert ink > 0.02, ink  # a page with content on it, not a few stray pixels
+
+
+def test_report_counts_outputs_that_never_closed_their_think_block(classification_eval, tmp_path):
+    import copy
+
+    from r1tune.evaluate.report import render_report
+
+    results = copy.deepcopy(classification_eval["results"])
+    assert results["by_system"]["tuned"]["unclosed_think"] == {"count": 0, "outputs": 60, "share": 0.0}
+    assert "unclosed_think" in results["by_system"]["tuned"]["metrics"]
+    results["by_system"]["base"]["unclosed_think"] = {"count": 7, "outputs": 60, "share": 7 / 60}
+    html = render_report(results, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "think block never closed (lower is better)" in html  # its row in the metrics table
+    assert "<b>base</b> 7 of 60 (11.7%)" in html and "<b>tuned</b> 0 of 60 (0.0%)" in html

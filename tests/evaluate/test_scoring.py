@@ -4,6 +4,7 @@ import sacrebleu
 
 from r1tune.config import EvaluateConfig
 from r1tune.evaluate.classification import classification_report
+from r1tune.evaluate.items import parse_prediction
 from r1tune.evaluate.scoring import EvalItem, Output, ScoringOptions, detect_task, score_outputs
 from r1tune.model.reasoning import split_reasoning
 from r1tune.recipes.evaluate import plan_systems
@@ -62,3 +63,18 @@ def test_system_names():
     assert [s.name for s in plan_systems(EvaluateConfig(model="m"))] == ["model"]
     twice = EvaluateConfig(model="m", compare=["x/final", "y/x/final"])
     assert [s.name for s in plan_systems(twice)] == ["base", "x", "x-2"]
+
+
+def test_answers_left_in_an_unclosed_think_block_are_counted_apart():
+    """The issue's case: the right label written straight after `<think>\\n` and never closed. It is reasoning, so
+    the answer is empty and scores 0, and the count of such outputs says why."""
+    items = [item("正面", "正面", k) for k in range(4)]
+    outputs = [[out("正面")], [out("正面<｜end▁of▁sentence｜>")], [out("好\n</think>\n\n正面")], [out("")]]
+    score = score_outputs(items, outputs, "classification", ["accuracy"], ScoringOptions(labels=["正面", "负面"]))
+    assert score.stats["accuracy"].value == 0.25 and score.stats["well_formed"].value == 0.25
+    assert score.stats["unclosed_think"].value == 0.75
+    assert score.details["unclosed_think"] == {"count": 3, "outputs": 4, "share": 0.75}
+    assert [r["unclosed_think"] for r in score.items] == [1.0, 1.0, 0.0, 1.0]
+    # a bare answer from a system without a think block (a predictions file) is not an unclosed block
+    bare = Output("正面", parse_prediction("正面", None))
+    assert score_outputs(items[:1], [[bare]], "classification", ["accuracy"]).details["unclosed_think"]["count"] == 0

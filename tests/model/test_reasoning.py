@@ -38,3 +38,10 @@ def test_closed_but_no_answer_is_not_well_formed():
 def test_only_first_think_close_ends_reasoning():
     p = split_reasoning("r</think>answer mentions </think> literally")
     assert (p.reasoning, p.answer) == ("r", "answer mentions </think> literally")
+
+
+def test_an_output_that_ends_inside_its_think_block_is_unclosed():
+    assert split_reasoning("正面").unclosed and split_reasoning("<think>\n正面", started_in_think=False).unclosed
+    assert split_reasoning("").unclosed  # stopped at once: the block the prompt opened never closed
+    assert not split_reasoning("\n</think>\n\n正面").unclosed
+    assert not split_reasoning("正面", started_in_think=False).unclosed  # no think block at all

@@ -65,7 +65,7 @@ def test_tight_memory_shrinks_the_micro_batch_and_falls_back(tiny_model_dir, tmp
     assert any("more than" in " ".join(r["reasons"]) for r in hopeless["recommendations"])
 
 
-def test_exact_setting_and_measured_time(tiny_model_dir, tmp_path):
+def test_exact_setting_and_measured_time(tiny_model_dir, tmp_path, capsys):
     data = write_data(tmp_path / "d.jsonl", 200)
     report = json.loads(advise(str(tiny_model_dir), str(data), method="dora", batch_size=4, max_length=128,
                                as_json=True))
@@ -73,6 +73,10 @@ def test_exact_setting_and_measured_time(tiny_model_dir, tmp_path):
     assert (only["method"], only["batch_size"], only["max_length"]) == ("dora", 4, 128)
     assert set(only["memory_breakdown"]) >= {"weights", "gradients", "optimizer", "activations", "total"}
     assert only["hours_per_epoch"] > 0 and "measured" in only["time_basis"]
+    # the measured steps are not silent: stderr names the setting and each step as it finishes
+    err = capsys.readouterr().err
+    assert "advise: measuring dora (micro-batch 4, max_length 128): loading the model, then 3 steps" in err
+    assert all(f"  step {k}/3 done (" in err for k in (1, 2, 3))
     text = advise(str(tiny_model_dir), str(data), memory="4GiB", measure=False)
     assert "recommendations for" in text and "GiB" in text and str(round(4.0, 1)) in text
     assert GIB == 1024**3

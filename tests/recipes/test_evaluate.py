@@ -140,3 +140,78 @@ def test_predictions_from_elsewhere_via_cli(tmp_path):
     bad.write_text('{"reference": "x"}\n', encoding="utf-8")
     run = run_cli("evaluate", "--predictions", bad, "--out", tmp_path / "bad", timeout=120)
     assert run.returncode == 2 and "bad.jsonl:1: field 'prediction': missing" in run.stderr
+    # predictions and feedback logs go through the shared reader: hostile lines are file:line errors, not crashes
+    hostile = {"deep": '{"reference": "x", "prediction": ' + "[" * 5000 + "]" * 5000 + "}\n",
+               "nan": '{"reference": "x", "prediction": NaN}\n',
+               "surrogate": '{"reference": "x", "prediction": "\\ud800"}\n'}
+    for name, line in hostile.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(line, encoding="utf-8")
+        run = run_cli("evaluate", "--predictions", path, "--out", tmp_path / name, timeout=120)
+        assert run.returncode == 2 and f"{name}.jsonl:1:" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text('{"thumbs": "up"}\n' + '{"thumbs": ' + "[" * 5000 + "]" * 5000 + "}\n", encoding="utf-8")
+    run = run_cli("evaluate", "--predictions", f"vllm={predictions}", "--out", tmp_path / "fb",
+                  "--set", f"business.feedback={feedback}", timeout=120)
+    assert run.returncode == 2 and "feedback.jsonl:2:" in run.stderr, run.stderr
+
+
+def quick_evaluate_args(model, data, out, *extra):
+    return ["evaluate", "--model", model, "--data", data, "--out", out, "--sampling", "greedy", "--batch-size", 2,
+            "--set", "general.enabled=false", "--set", "generation.latency_requests=0",
+            "--set", "bootstrap.resamples=10", "--set", "generation.threads=1", *extra]
+
+
+def test_classification_caps_new_tokens_from_its_labels_and_shows_progress(tiny_model_dir, finsent_file, tmp_path,
+                                                                           cli, tiny_tokenizer):
+    data = finsent_file(6, "test")
+    code, out, err = cli(*quick_evaluate_args(tiny_model_dir, data, tmp_path / "auto",
+                                              "--set", "generation.reasoning_budget=8"))
+    assert code == 0, err
+    longest = max(len(tiny_tokenizer(label, add_special_tokens=False)["input_ids"])
+                  for label in ("negative", "neutral", "positive"))
+    cap = longest + 8
+    assert (f"generating up to {cap} new tokens: labels ≤ {longest} tokens + 8 reasoning budget; "
+            "set --max-new-tokens to change") in out
+    metrics = json.loads((tmp_path / "auto" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["task"] == "classification"
+    assert 0 < max(metrics["by_system"]["model"]["lengths"]["new_tokens"]) <= cap
+    # not a terminal: a plain line after the first batch (with an ETA) and one at the end
+    assert "  model: 2/6 prompts, " in err and ", ETA " in err
+    assert "  model: 6/6 prompts, " in err and err.rstrip().endswith("elapsed, done")
+
+    code, out, err = cli(*quick_evaluate_args(tiny_model_dir, data, tmp_path / "set", "--max-new-tokens", 5))
+    assert code == 0, err
+    assert "generating up to 5 new tokens: set by --max-new-tokens" in out
+    metrics = json.loads((tmp_path / "set" / "metrics.json").read_text(encoding="utf-8"))
+    assert max(metrics["by_system"]["model"]["lengths"]["new_tokens"]) <= 5
+
+
+def test_generation_tasks_keep_the_open_cap(tiny_model_dir, tmp_path, cli):
+    data = ROOT / "src/r1tune/resources/datasets/medical/test.jsonl"
+    code, out, err = cli(*quick_evaluate_args(tiny_model_dir, data, tmp_path / "gen", "--max-samples", 2, "--metrics", "chrf",
+                                              "--set", "generation.open_max_new_tokens=4"))
+    assert code == 0, err
+    assert "generating up to 4 new tokens: the generation default; set --max-new-tokens to change" in out
+
+
+def test_business_checks_naming_code_need_allow_code(tiny_model_dir, finsent_file, tmp_path, cli):
+    marker = tmp_path / "ran"
+    checker = tmp_path / "checks.py"
+    checker.write_text(f"open({str(marker)!r}, 'w').close()\n"
+                       "def short(answer, sample):\n    return len(answer) < 50\n", encoding="utf-8")
+    config = tmp_path / "evaluate.yaml"
+    config.write_text(f"business:\n  checks:\n    - name: short\n      callable: {checker}:short\n", encoding="utf-8")
+    args = quick_evaluate_args(tiny_model_dir, finsent_file(4, "test"), tmp_path / "eval", "--max-new-tokens", 4)
+    code, out, err = cli(args[0], config, *args[1:])
+    assert code == 2
+    assert err == (f"error: business checks run Python code (check 'short' runs the file {checker} and calls "
+                   "short(answer, sample)), with your permissions: pass --allow-code (or set business.allow_code: "
+                   "true) if you trust it\n")
+    assert out == "" and not marker.exists() and not (tmp_path / "eval").exists()  # refused before anything ran
+
+    code, out, err = cli(args[0], config, *args[1:], "--allow-code")
+    assert code == 0, err
+    assert marker.exists()
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    assert "check:short" in metrics["by_system"]["model"]["metrics"]

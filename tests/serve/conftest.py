@@ -18,7 +18,9 @@ def make_lora_run(model_dir, out, data_file, steps=8, seed=7):
     from r1tune.recipes.finetune import finetune
 
     finetune(FinetuneConfig(model={"name_or_path": str(model_dir)},
-                            data={"train": str(data_file), "val_split": 0.2, "max_length": 128},
+                            # keep: answers train from the first steps (auto would spend these few on the empty
+                            # think block of the trace-less majority, and the runs would answer only newlines)
+                            data={"train": str(data_file), "val_split": 0.2, "max_length": 128, "reasoning": "keep"},
                             method={"name": "lora", "lora_r": 8, "lora_alpha": 16},
                             train=dict(max_steps=steps, batch_size=8, lr=5e-3, eval_every=100, save_every=100,
                                        seed=seed, threads=1), out=str(out)))

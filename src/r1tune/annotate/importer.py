@@ -24,6 +24,7 @@ from r1tune.annotate.export import LAYERS, Annotation, ExportTask, read_export
 from r1tune.annotate.schema import AnnotationSchema
 from r1tune.data.io import write_jsonl
 from r1tune.errors import R1TuneError
+from r1tune.files import OutputSet, check_outputs
 
 DISAGREEMENT_POLICIES = ("problem", "latest")
 
@@ -73,6 +74,9 @@ def import_export(export: str | Path, schema: AnnotationSchema, out_dir: str | P
     if on_disagreement not in DISAGREEMENT_POLICIES:
         raise R1TuneError(f"--on-disagreement must be one of {', '.join(DISAGREEMENT_POLICIES)}, "
                           f"not '{on_disagreement}'")
+    out_dir = Path(out_dir)
+    layer_files = {layer: out_dir / f"{layer}.jsonl" for layer in declared_layers(schema)}
+    check_outputs([*layer_files.values(), out_dir / "problems.jsonl"], inputs=[export])
     tasks = read_export(export, schema)
     samples: dict[str, list[dict]] = {layer: [] for layer in declared_layers(schema)}
     problems: list[dict] = []
@@ -96,9 +100,8 @@ def import_export(export: str | Path, schema: AnnotationSchema, out_dir: str | P
         counts["imported"] += 1
         for layer, sample in samples_for(chosen, task, schema).items():
             samples[layer].append(sample)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for layer, rows in samples.items():
-        counts[layer] = write_jsonl(out_dir / f"{layer}.jsonl", rows)
-    counts["problems"] = write_jsonl(out_dir / "problems.jsonl", problems)
+    with OutputSet() as outputs:  # the layers and the problem list of one import land together
+        for layer, rows in samples.items():
+            counts[layer] = write_jsonl(layer_files[layer], rows, outputs)
+        counts["problems"] = write_jsonl(out_dir / "problems.jsonl", problems, outputs)
     return counts

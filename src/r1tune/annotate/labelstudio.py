@@ -19,6 +19,7 @@ from xml.sax.saxutils import quoteattr
 
 from r1tune.annotate.schema import AnnotationSchema
 from r1tune.data.io import read_records
+from r1tune.files import write_text
 
 TEXT_NAME, ENTITY_CONTROL, INTENT_CONTROL = "text", "entity", "intent"
 # distinct, readable label colours; cycled when a schema has more labels
@@ -120,7 +121,5 @@ def make_tasks(path: str | Path, schema: AnnotationSchema, field: str | None = N
 
 
 def write_json(path: str | Path, value) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # default=str: Parquet dates and decimals become text rather than failing the whole file
-    path.write_text(json.dumps(value, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(value, ensure_ascii=False, indent=1, default=str) + "\n")

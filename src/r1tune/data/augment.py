@@ -389,10 +389,11 @@ def augment_file(in_path: str | Path, out_path: str | Path, config: AugmentConfi
         protect = [re.compile(p) for p in cfg.protect]
     except re.error as e:
         raise R1TuneError(f"augment.protect: invalid regex: {e}") from None
-    thesaurus = Thesaurus(cfg)
-    tokenizer = segmenter(thesaurus.domain_words())
-    labels = label_values(in_path)
-    with StepLog("augment", out_path) as log:
+    with StepLog("augment", out_path, inputs=[in_path, cfg.dictionary]) as log:  # files checked before the slow load
+        thesaurus = Thesaurus(cfg)
+        tokenizer = segmenter(thesaurus.domain_words())
+        labels = label_values(in_path)
+
         def records():
             for loc, record in read_input(in_path, log, on_error):
                 with_provenance(record, loc)
@@ -410,5 +411,5 @@ def augment_file(in_path: str | Path, out_path: str | Path, config: AugmentConfi
                     new["augmented"] = {"from": source, "copy": k + 1, "ops": ops}
                     log.added(source, "augment", "; ".join(ops))
                     yield new
-        log.written = write_jsonl(out_path, records())
+        log.written = write_jsonl(out_path, records(), log.outputs)
         return log.summary()

@@ -520,17 +520,17 @@ def clean_file(in_path: str | Path, out_path: str | Path, config: CleanConfig | 
     plan = build_plan(config)
     pii_total: Counter = Counter()
     workers = workers_for(in_path, workers)
-    with StepLog("clean", out_path) as log:
+    with StepLog("clean", out_path, inputs=[in_path]) as log:
         if workers > 1:
-            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-            with open(out_path, "w", encoding="utf-8") as out:
-                for text, entries, pii in chunk_results(in_path, _clean_chunk, workers, _start_worker,
-                                                        (plan.config, on_error), log):
-                    out.write(text)
-                    log.append(entries)
-                    pii_total.update(pii)
+            out = log.outputs.open(out_path)
+            for text, entries, pii in chunk_results(in_path, _clean_chunk, workers, _start_worker,
+                                                    (plan.config, on_error), log):
+                out.write(text)
+                log.append(entries)
+                pii_total.update(pii)
         else:
-            log.written = write_jsonl(out_path, clean_records(read_input(in_path, log, on_error), plan, log, pii_total))
+            records = clean_records(read_input(in_path, log, on_error), plan, log, pii_total)
+            log.written = write_jsonl(out_path, records, log.outputs)
         log.extra["pii"] = {"action": plan.config.pii.action if plan.config.pii.enabled else "off",
                             "found": dict(pii_total)}
         return log.summary()

@@ -343,10 +343,11 @@ def _dialogue(records, spec: DialogueSpec, log: StepLog, counts: Counter):
 
 def convert_file(in_path: str | Path, out_path: str | Path, kind: str, spec=None, on_error: str = "skip") -> dict:
     """Stream IN → OUT as training samples of the given kind; `spec` is a spec object, dict or YAML path."""
+    spec_file = spec if isinstance(spec, (str, Path)) else None
     if not isinstance(spec, (StructuredSpec, SemiSpec, DialogueSpec)):
         spec = load_spec(kind, spec)
     counts: Counter = Counter()
-    with StepLog("convert", out_path) as log:
+    with StepLog("convert", out_path, inputs=[in_path, spec_file]) as log:
         records = read_input(in_path, log, on_error)
         if kind == "structured":
             samples = _structured(records, spec, log)
@@ -354,7 +355,7 @@ def convert_file(in_path: str | Path, out_path: str | Path, kind: str, spec=None
             samples = _semi(records, spec, log, counts)
         else:
             samples = _dialogue(records, spec, log, counts)
-        log.written = write_jsonl(out_path, samples)
+        log.written = write_jsonl(out_path, samples, log.outputs)
         log.extra["kind"] = kind
         if kind == "semi":
             log.extra["metrics_found"] = dict(counts)

@@ -40,7 +40,7 @@ from r1tune.data.records import (
     text_slots,
     with_provenance,
 )
-from r1tune.data.steplog import StepLog, read_input
+from r1tune.data.steplog import StepLog, check_step_files, read_input
 from r1tune.errors import R1TuneError
 
 
@@ -192,7 +192,7 @@ def dedupe_file(in_path: str | Path, out_path: str | Path, config: DedupeConfig 
     near = NearIndex(cfg.near_threshold, cfg.ngram, cfg.num_perm) if cfg.near else None
     semantic = SemanticIndex(cfg.semantic_threshold) if cfg.semantic else None
     encode_sorted = json_encoder(sort_keys=True)  # this loop's own: same text as the shared one, faster
-    with StepLog("dedupe", out_path) as log:
+    with StepLog("dedupe", out_path, inputs=[in_path]) as log:
         def survivors_of(chunk):
             kept = []
             for loc, record in chunk:
@@ -235,13 +235,14 @@ def dedupe_file(in_path: str | Path, out_path: str | Path, config: DedupeConfig 
                 for loc, record, _, _ in survivors_of(chunk):
                     yield with_provenance(record, loc)
 
-        log.written = write_jsonl(out_path, records())
+        log.written = write_jsonl(out_path, records(), log.outputs)
         return log.summary()
 
 
 def find_leakage(train_path: str | Path, eval_paths: list[str | Path], log_path: str | Path, near: bool = True,
                  threshold: float = 0.8, ngram: int = 5, num_perm: int = 128) -> dict:
     """Flag validation/test records whose prompt also appears in train (exactly, or nearly with `near`)."""
+    check_step_files([train_path], [log_path], also_read=eval_paths)
     exact: dict[int, str] = {}
     index = NearIndex(threshold, ngram, num_perm) if near else None
     train_records = read_records(train_path, on_error="skip") if Path(train_path).stat().st_size else []

@@ -5,6 +5,11 @@
 A `ChatSample` is a list of messages whose last one is the assistant answer to train on, plus that
 answer's reasoning trace (from a `reasoning` / `reasoning_content` field, or a `<think>…</think>` block
 inside the answer). Every problem is a `DataError` naming file, line and field.
+
+Columns that match no format (a CSV with 指令 / 输入 / 输出 headers) are named in the error, with the
+mapping that would read them (`data.columns: {instruction: 指令, input: 输入, output: 输出}`); the reader
+applies such a mapping before the format is detected (see io.read_records). Other parts ask the same
+questions through `detect_format`, `untrainable_reason` and `columns_problem`.
 """
 
 from __future__ import annotations
@@ -38,7 +43,20 @@ class ChatSample:
         return self.messages[:-1]
 
 
+# What a file's columns are often called, for the mapping an error suggests (compared in lower case).
+COLUMN_NAMES = {
+    "instruction": ("instruction", "指令", "问题", "提问", "问", "题目", "任务", "指示", "question", "query", "prompt",
+                    "ask", "q"),
+    "input": ("input", "输入", "上下文", "背景", "文本", "原文", "内容", "context", "text", "content", "document",
+              "passage"),
+    "output": ("output", "输出", "回答", "答案", "回复", "答", "结果", "标签", "类别", "answer", "response",
+               "completion", "target", "reply", "label", "a"),
+}
+TABULAR = (".csv", ".tsv", ".parquet")  # one header: every record has the same columns
+
+
 def detect_format(record: dict) -> str | None:
+    """Which format a record is in ("alpaca", "sharegpt", "messages"), or None when its fields match none."""
     if "messages" in record:
         return "messages"
     if "conversations" in record:
@@ -57,14 +75,56 @@ def split_think(text: str) -> tuple[str | None, str]:
     return reasoning.strip("\n"), answer.lstrip("\n")
 
 
+def columns_problem(columns, noun: str = "columns") -> str:
+    """Why records with these columns (or fields) cannot train, and the `columns` mapping that would read
+    them, guessed from common names (指令 → instruction, 回答 → output, …)."""
+    columns = [str(c) for c in columns]
+    mapping = {known: column for known, column in suggested_columns(columns).items() if known != column}
+    if mapping:
+        yaml_map = "{" + ", ".join(f"{known}: {column}" for known, column in mapping.items()) + "}"
+        flag = ",".join(f"{known}={column}" for known, column in mapping.items())
+    else:
+        yaml_map, flag = "{instruction: COLUMN, output: COLUMN}", "instruction=COLUMN,output=COLUMN"
+    return (f"{noun} {', '.join(columns) or '(none)'} match no known format (alpaca: instruction/input/output, "
+            f"ShareGPT: conversations, OpenAI: messages); map them with data.columns: {yaml_map} "
+            f"(`columns:` in a prepare config, or --columns {flag})")
+
+
+def suggested_columns(columns: list[str]) -> dict[str, str]:
+    """{instruction, input, output: the column that looks like it}; {} when no question and answer are found."""
+    by_name = {c.strip().lower(): c for c in reversed(columns)}
+    found = {}
+    for known, names in COLUMN_NAMES.items():
+        column = next((by_name[n] for n in names if n in by_name and by_name[n] not in found.values()), None)
+        if column is not None:
+            found[known] = column
+    if "instruction" not in found and "input" in found:  # text + label: the text is the instruction
+        found["instruction"] = found.pop("input")
+    if "instruction" not in found or "output" not in found:
+        return {}
+    return {known: found[known] for known in ("instruction", "input", "output") if known in found}
+
+
+def unknown_columns_error(path: str | Path, columns) -> DataError:
+    """The file-level error of a file whose columns match no format."""
+    return DataError(str(path), None, None, columns_problem(columns))
+
+
+def untrainable_reason(record: dict, fmt: str = "auto") -> str | None:
+    """Why a record cannot become a training sample ("field: problem"), or None when it can."""
+    try:
+        to_sample(record, Location("", 0), fmt)
+    except DataError as e:
+        return f"{e.field}: {e.problem}" if e.field else e.problem
+    return None
+
+
 def to_sample(record: dict, loc: Location, fmt: str = "auto") -> ChatSample:
     """One record → ChatSample, or a DataError naming the field that is wrong."""
     if fmt == "auto":
         fmt = detect_format(record)
         if fmt is None:
-            raise loc.error(None, "cannot tell the record format: expected 'messages' (OpenAI), "
-                                  "'conversations' (ShareGPT) or 'instruction'/'output' (alpaca); "
-                                  f"found fields {sorted(record)}")
+            raise loc.error(None, f"cannot tell the record format: {columns_problem(record, 'fields')}")
     if fmt not in FORMATS:
         raise loc.error(None, f"unknown data format '{fmt}' (one of {', '.join(FORMATS)})")
     messages, reasoning = {"alpaca": _alpaca, "sharegpt": _sharegpt, "messages": _messages}[fmt](record, loc)
@@ -193,20 +253,35 @@ def _messages(record: dict, loc: Location):
 
 
 def load_samples(
-    path: str | Path, fmt: str = "auto", on_error: str = "stop"
+    path: str | Path, fmt: str = "auto", on_error: str = "stop", encoding: str | None = None,
+    columns: dict[str, str] | None = None,
 ) -> tuple[list[ChatSample], list[DataError]]:
-    """Read a data file into chat samples. With on_error="skip" bad records are returned, not raised."""
+    """Read a data file into chat samples. With on_error="skip" bad records are returned, not raised.
+
+    `encoding` and `columns` as in `io.read_records`. A table (CSV, Parquet) whose columns match no format,
+    or a file none of whose records does, is one file-level error naming the columns, whatever `on_error`."""
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
     skipped: list[DataError] = []
     samples = []
-    for loc, record in read_records(path, on_error=on_error, skipped=skipped):
+    unknown, known = None, fmt != "auto"  # the fields of the first record in no format; a record in one seen
+    tabular = Path(path).suffix.lower() in TABULAR
+    for loc, record in read_records(path, on_error=on_error, skipped=skipped, encoding=encoding, columns=columns):
+        if not known:
+            if detect_format(record) is not None:
+                known = True
+            elif unknown is None:
+                unknown = list(record)
+                if tabular:
+                    raise unknown_columns_error(path, unknown)
         try:
             samples.append(to_sample(record, loc, fmt))
         except DataError as e:
             if on_error == "stop":
                 raise
             skipped.append(e)
+    if not samples and not known and unknown is not None:
+        raise unknown_columns_error(path, unknown)
     if not samples:
         raise DataError(str(path), None, None, f"no usable records ({len(skipped)} skipped; first: {skipped[0]})"
                         if skipped else "file is empty: no records found")

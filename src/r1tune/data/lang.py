@@ -100,7 +100,7 @@ def tag_file(in_path: str | Path, out_path: str | Path, add_tags: bool = False,
     """Write each record with a `lang` field; with add_tags, also prefix its first prompt slot."""
     tags = TAGS if tags is None else tags
     counts: dict[str, int] = {}
-    with StepLog("tag", out_path) as log:
+    with StepLog("tag", out_path, inputs=[in_path]) as log:
         def records():
             for loc, record in read_input(in_path, log, on_error):
                 info = record_language(record)
@@ -114,6 +114,6 @@ def tag_file(in_path: str | Path, out_path: str | Path, add_tags: bool = False,
                         set_path(record, slots[0], after)
                         log.changed(origin(loc, record), {path_str(slots[0]): ["language_tag"]})
                 yield with_provenance(record, loc)
-        log.written = write_jsonl(out_path, records())
+        log.written = write_jsonl(out_path, records(), log.outputs)
         log.extra["languages"] = counts
         return log.summary()

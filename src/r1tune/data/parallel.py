@@ -7,7 +7,9 @@ process (tests/data/test_parallel.py). Memory stays flat: at most two chunks per
 
 Workers are forked where the system can (Linux): a spawned worker re-imports the caller's main module, which
 breaks a user's script that lacks the `if __name__ == "__main__":` guard, and costs each worker a fresh
-import. Elsewhere (macOS, Windows) they are spawned.
+import. Elsewhere (macOS, Windows) they are spawned. Either way a worker reads the file as its parent was told
+to (`io.reading_as`: encoding, columns). A file that is not UTF-8 is read by one process (`workers_for`): its
+lines are decoded on the way, not cut as bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from r1tune.data.io import empty_file_error, file_not_found_error, is_jsonl, jsonl_chunks
+from r1tune.data.io import (
+    adopt_declared_inputs,
+    declared_inputs,
+    empty_file_error,
+    file_not_found_error,
+    is_jsonl,
+    jsonl_chunks,
+    splits_as_utf8,
+)
 from r1tune.data.steplog import StepLog
 
 LINES_PER_CHUNK = 2000
@@ -38,9 +48,12 @@ def resolve_workers(workers: int) -> int:
 
 
 def workers_for(path: str | Path, workers: int) -> int:
-    """How many processes a step uses on this input: `resolve_workers(workers)` for a JSONL file, one for
-    other formats (they are not cut into chunks of lines)."""
-    return resolve_workers(workers) if is_jsonl(path) else 1
+    """How many processes a step uses on this input: `resolve_workers(workers)` for a UTF-8 JSONL file, one for
+    other formats and encodings (they are not cut into chunks of raw lines)."""
+    if not is_jsonl(path):
+        return 1
+    workers = resolve_workers(workers)
+    return workers if workers == 1 or splits_as_utf8(path) else 1
 
 
 def chunk_results(path: str | Path, work: Callable, workers: int, init: Callable, initargs: tuple,
@@ -55,7 +68,7 @@ def chunk_results(path: str | Path, work: Callable, workers: int, init: Callable
     lines_per_chunk = lines_per_chunk or LINES_PER_CHUNK
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with context.Pool(workers, initializer=init, initargs=initargs) as pool:
+    with context.Pool(workers, initializer=_start_worker, initargs=(declared_inputs(), init, initargs)) as pool:
         pending: deque = deque()
 
         def next_payload():
@@ -71,3 +84,8 @@ def chunk_results(path: str | Path, work: Callable, workers: int, init: Callable
             yield next_payload()
     if log.read == 0:
         raise empty_file_error(path)
+
+
+def _start_worker(declared: dict | None, init: Callable, initargs: tuple) -> None:
+    adopt_declared_inputs(declared)
+    init(*initargs)

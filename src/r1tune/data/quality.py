@@ -3,21 +3,27 @@
     r1tune prepare check data.jsonl --out report/      # report/quality.json, report/report.md, report/problems.jsonl
     report = check_file("data.jsonl", "report/", CheckConfig(labels=["正面", "负面"], thresholds={"any": 0.05}))
 
-One streaming pass (memory: about 40 bytes per distinct prompt, never the text, plus fixed-size memos of short
-texts that repeat, such as labels). Rules:
+One streaming pass (memory: about 40 bytes per distinct prompt and 24 per distinct record, never the text, plus
+fixed-size memos of short texts that repeat, such as labels, and at most 10,000 distinct short answers). Rules:
 
   consistency   schema_mismatch, type_mismatch, label_not_in_set, label_variant, conflicting_labels,
-                conflicting_outputs, output_language, output_format
+                conflicting_outputs, exact_duplicate, duplicate_prompt, output_language, output_format
   completeness  missing_field, empty_field, truncated_text, rare_label, class_imbalance
-  correctness   label_invalid, format_invalid, json_invalid, number_invalid, reference_missing,
-                user:<name> (regex or JSON schema)
+  correctness   unreadable, format_unknown, format_invalid, label_invalid, json_invalid, number_invalid,
+                reference_missing, marker_text, user:<name> (regex or JSON schema)
   personal data pii (counts per kind)
 
-`quality.json` is the machine-readable report; `report.md` the readable one (counts, a per-rule table,
-examples of each problem); `problems.jsonl` lists every flagged record with its rules. A configured
-threshold that is crossed sets `passed: false` and the command exits non-zero.
+Every line counts: `records` is the lines read (unreadable ones included), and the shares, the thresholds and
+`records_with_problems` are over all of them. An unreadable line, a record with no training format
+(format_unknown) or one that cannot become a sample (format_invalid) is a problem; a file in which no line can
+be trained on fails (`passed: false`, with the reason in `failures`) whatever the thresholds.
 
-This module holds the checker's state (counts, examples, memos, the conflict index) and its flow over a file,
+`quality.json` is the machine-readable report; `report.md` the readable one (counts, a per-rule table,
+examples of each problem); `problems.jsonl` lists every flagged record with its rules (an answer's language,
+which waits for the end of the file when the answer may be a class name, comes last). A configured threshold
+that is crossed sets `passed: false` and the command exits non-zero.
+
+This module holds the checker's state (counts, examples, memos, the duplicate indexes) and its flow over a file,
 on one process or several; the rules are named functions in `quality_rules.py`, and `quality_report.py` turns
 the state into quality.json and report.md.
 """
@@ -32,7 +38,7 @@ from pathlib import Path
 from r1tune.config import CheckConfig, PiiConfig
 from r1tune.data.formats import detect_format
 from r1tune.data.hashindex import HashIndex, SourceTable
-from r1tune.data.io import encode_sorted_json
+from r1tune.data.io import encode_sorted_json, json_encoder
 from r1tune.data.lang import detect_language
 from r1tune.data.numbers import parse_number
 from r1tune.data.parallel import chunk_results, workers_for
@@ -43,11 +49,13 @@ from r1tune.data.quality_rules import (
     RULES,
     SHORT_TEXT,
     Tally,
+    answer_classes,
     check_answer,
     check_completeness,
-    check_conflict,
     check_declared,
+    check_duplicates,
     check_labels,
+    check_markers,
     check_pii,
     check_truncation,
     compile_user_checks,
@@ -62,6 +70,8 @@ from r1tune.errors import R1TuneError
 
 # Bounded for a stream of any length: a full memo holds about 4096 × SHORT_TEXT characters.
 _memo = lru_cache(maxsize=4096)
+# Short answers counted for the file's classes; an answer first seen after this many others is not a class.
+MAX_SHORT_ANSWERS = 10_000
 
 
 class QualityChecker:
@@ -72,13 +82,21 @@ class QualityChecker:
     """
 
     def __init__(self, config: CheckConfig | None = None, pii: PiiConfig | None = None, input_name: str = "",
-                 defer_conflicts: bool = False):
+                 parallel_worker: bool = False):
+        # dedup's record hash and text normaliser, so "duplicate" means here what `prepare dedupe` drops
+        # (imported here: dedup loads numpy, which `import quality` does not need)
+        from r1tune.data.dedup import exact_key, normalize_for_hash
+
         self.cfg = config or CheckConfig()
         self.pii_cfg = pii or PiiConfig()
         self.input_name = input_name
         self.limit = self.cfg.examples
-        self.records = 0
-        self.flagged_records = 0
+        self.records = 0  # readable records; the report's `records` adds the unreadable lines
+        self.flagged_records = 0  # lines with a problem, unreadable ones included
+        self.unreadable = 0
+        self.untrainable = 0  # records with format_unknown or format_invalid
+        self.unknown_fields: Counter = Counter()  # the fields, in order, of records with no training format
+        self.unlabelled_answers = 0  # text answers of records without a label field
         self.tallies: dict[str, Tally] = defaultdict(Tally)
         self.schemas: Counter = Counter()
         self.schema_examples: dict[frozenset, list[str]] = defaultdict(list)
@@ -94,17 +112,28 @@ class QualityChecker:
         self.pii_kinds: Counter = Counter()
         # prompt hash → (label hash, answer hash, packed source): ~40 bytes per distinct prompt
         self.seen_inputs = HashIndex(columns=3)
+        # record hash (dedup's exact_key) → packed source: ~24 bytes per distinct record
+        self.seen_records = HashIndex(columns=1)
         self.sources = SourceTable()
         self.label_text: dict[int, str] = {}
-        # A parallel worker leaves conflicts to the parent: `check` keeps (position, prompt key, label hash,
-        # answer hash, label) of the last record in deferred_conflict, and the parent calls `resolve`.
-        self.defer_conflicts = defer_conflicts
-        self.deferred_conflict: tuple | None = None
+        # short answer of a record without a label field → [count, first sources, the records where its language
+        # differs from the prompt's as (position, source, detail, no other problem), or None once it is frequent]
+        self.short_answers: dict[str, list] = {}
+        self.settled = 0  # records settled so far: the position of a record in the file
+        self.finished = False
+        self.encode_sorted = json_encoder(sort_keys=True)  # this checker's own: the same text, faster
+        self.exact_key = lambda record: exact_key(record, None, self.encode_sorted)
+        self.normalized_long, self.normalized_short = normalize_for_hash, _memo(normalize_for_hash)
+        # What `settle` decides on for the last record: (position in its problems, record key, prompt key,
+        # label hash, answer hash, label, short answer, language problem). A parallel worker leaves it to the
+        # parent, which sees every record in file order.
+        self.parallel_worker = parallel_worker
+        self.deferred: tuple | None = None
         self.labels = set(self.cfg.labels) if self.cfg.labels is not None else None
         self.user_checks = compile_user_checks(self.cfg.checks)
         self.rules = dict(RULES) | {f"user:{check.name}": ("correctness", f"user check: {check.regex or 'JSON schema'}")
                                     for check, _, _ in self.user_checks}
-        known = set(self.rules) | {"any"}
+        known = set(self.rules) | {"any", "untrainable"}
         unknown = [k for k in self.cfg.thresholds if k not in known]
         if unknown:
             raise R1TuneError(f"check.thresholds: unknown rule(s) {unknown}; rules are {sorted(known)}")
@@ -134,9 +163,10 @@ class QualityChecker:
         return [{"rule": rule, "detail": detail} for rule, detail in self.check(record, source)]
 
     def check(self, record: dict, source: str) -> list[tuple[str, str]]:
-        """`add`, as (rule, detail) pairs in the order found."""
+        """`add`, as (rule, detail) pairs in the order found (in a parallel worker, without what `settle`
+        decides: the parent settles `deferred`)."""
         self.records += 1
-        self.deferred_conflict = None
+        self.deferred = None
         problems: list[tuple[str, str]] = []
         try:
             self._check_record(record, source, problems)
@@ -146,21 +176,24 @@ class QualityChecker:
                 tallies[rule].add(source, detail, limit)
         if problems:
             self.flagged_records += 1
-        return problems
+        if self.parallel_worker:
+            return problems
+        return self.settle(source, problems, self.deferred)
 
     def _check_record(self, record: dict, source: str, problems: list[tuple[str, str]]) -> None:
         """The record-level rule families (see quality_rules.py), in report order."""
         fmt = detect_format(record)
         required = self.required_fields if self.required_fields is not None else REQUIRED_BY_FORMAT.get(fmt, [])
         empty_keys = count_fields(self, record, source, required)
-        check_completeness(record, source, fmt, required, empty_keys, problems)
+        check_completeness(self, record, source, fmt, required, empty_keys, problems)
         lkey, label = check_labels(self, record, source, problems)
         prompt, out_path, answer, texts = prompt_and_answer(record)
-        check_answer(self, record, source, prompt, answer, lkey, problems)
-        check_conflict(self, source, prompt, answer, label, problems)
+        language = check_answer(self, record, source, prompt, answer, lkey, problems)
+        check_duplicates(self, record, answer, label, language, problems)
         if texts is None:
             texts = list(text_slots(record))
         check_truncation(self, texts, out_path, problems)
+        check_markers(record, texts, out_path, problems)
         if self.declared_checks:
             check_declared(self, record, answer, problems)
         if self.pii_cfg.enabled:
@@ -173,37 +206,120 @@ class QualityChecker:
     def text_hash(self, text: str) -> int:
         return self._hashes(text) if len(text) <= SHORT_TEXT else content_hash(text)
 
-    def conflict(self, source: str, key: int, label_hash: int, answer_hash: int,
+    def normalize_text(self, text: str) -> str:
+        return self.normalized_short(text) if len(text) <= SHORT_TEXT else self.normalized_long(text)
+
+    def unreadable_line(self, source: str, reason: str) -> None:
+        """A line the reader could not read (see `ProblemsLog`): a line, and a problem."""
+        self.unreadable += 1
+        self.flagged_records += 1
+        self.tallies["unreadable"].add(source, reason, self.limit)
+
+    # -------------------------------------------------------------- decided in file order
+
+    def settle(self, source: str, problems: list[tuple[str, str]], deferred: tuple | None) -> list[tuple[str, str]]:
+        """A record's problems with those that depend on the records before it (duplicates, conflicts, the
+        language of an answer that is not a class name) put in at their place; counted and tallied here."""
+        if deferred is None:
+            return problems
+        at, record_key, prompt_key, label_hash, answer_hash, label, short, language = deferred
+        self.settled += 1
+        found: list[tuple[str, str]] = []
+        entry = self.count_short_answer(short, source) if short is not None else None
+        pending = False
+        if language is not None:
+            if entry is None:  # prose, or a short answer past the ones counted: not a class name
+                found.append(("output_language", language))
+            elif entry[2] is not None:  # a short answer not (yet) frequent: decided at the end (`finish`)
+                pending = True
+        first = self.seen_records.get(record_key)
+        if first is not None:
+            found.append(("exact_duplicate", f"same record as {self.sources.unpack(first[0])}"))
+        else:
+            packed = self.sources.pack(source)
+            self.seen_records.put(record_key, (packed,))
+            if prompt_key:
+                same_prompt = self.conflict(packed, prompt_key, label_hash, answer_hash, label)
+                if same_prompt is not None:
+                    found.append(same_prompt)
+        if pending:
+            entry[2].append((self.settled, source, language, not problems and not found))
+        if not found:
+            return problems
+        for rule, detail in found:
+            self.tallies[rule].add(source, detail, self.limit)
+        if not problems:
+            self.flagged_records += 1
+        return [*problems[:at], *found, *problems[at:]]
+
+    def count_short_answer(self, answer: str, source: str) -> list | None:
+        """Count a short answer (see `short_answers`); None once MAX_SHORT_ANSWERS others are counted."""
+        entry = self.short_answers.get(answer)
+        if entry is None:
+            if len(self.short_answers) >= MAX_SHORT_ANSWERS:
+                return None
+            entry = self.short_answers[answer] = [0, [], []]
+        entry[0] += 1
+        if len(entry[1]) < self.limit:
+            entry[1].append(source)
+        if entry[0] >= self.cfg.min_label_count:
+            entry[2] = None  # frequent: a class name, whatever its language
+        return entry
+
+    def conflict(self, packed_source: int, key: int, label_hash: int, answer_hash: int,
                  label: str | None) -> tuple[str, str] | None:
-        """Index this prompt; a problem when it came before with another label (or, unlabelled, another answer)."""
+        """Index this prompt; a problem when it came before: with another label, another answer (same or no
+        label), or the same answer and label (a duplicate prompt in a record that differs elsewhere)."""
         if label is not None and label_hash not in self.label_text and len(self.label_text) < 10_000:
             self.label_text[label_hash] = label
         seen = self.seen_inputs.get(key)
         if seen is None:
-            self.seen_inputs.put(key, (label_hash, answer_hash, self.sources.pack(source)))
+            self.seen_inputs.put(key, (label_hash, answer_hash, packed_source))
             return None
         first_label, first_answer, first_source = seen
         first_source = self.sources.unpack(first_source)
         if label_hash and first_label and label_hash != first_label:
             return ("conflicting_labels",
                     f"label {label} here, {self.label_text.get(first_label, 'another')} at {first_source}")
-        if not label_hash and answer_hash and first_answer and answer_hash != first_answer:
+        if label_hash != first_label:  # one record has a label, the other not: not comparable
+            return None
+        if answer_hash and first_answer and answer_hash != first_answer:
             return "conflicting_outputs", f"another answer to the same prompt at {first_source}"
+        if answer_hash == first_answer:
+            return "duplicate_prompt", f"same prompt and answer as {first_source}"
         return None
+
+    def finish(self) -> list[tuple[str, str, str]]:
+        """After the last record: the answers whose language differed from their prompt's and that turned out not
+        to be class names, as (source, rule, detail) in file order (once; for problems.jsonl)."""
+        if self.finished:
+            return []
+        self.finished = True
+        if answer_classes(self) is not None:  # the answers are the file's classes: rare ones are rare labels
+            return []
+        late = sorted(item for entry in self.short_answers.values() if entry[2] for item in entry[2])
+        tally = self.tallies["output_language"] if late else None
+        for _, source, detail, alone in late:
+            tally.add(source, detail, self.limit)
+            self.flagged_records += alone
+        return [(source, "output_language", detail) for _, source, detail, _ in late]
 
     # -------------------------------------------------------------- parallel workers (see check_file)
 
     # What a worker's records add up to: counts and first examples, merged in file order by the parent.
-    _MERGED_COUNTERS = ("schemas", "label_counts", "output_formats", "prompt_langs", "output_langs", "pii_kinds")
+    _MERGED_NUMBERS = ("records", "flagged_records", "unreadable", "untrainable", "unlabelled_answers")
+    _MERGED_COUNTERS = ("schemas", "label_counts", "output_formats", "prompt_langs", "output_langs", "pii_kinds",
+                        "unknown_fields")
     _MERGED_EXAMPLES = ("schema_examples", "type_examples", "label_examples", "format_examples")
 
     def take_state(self) -> dict:
         """The counts and examples of the records checked since the last call (picklable), then start afresh."""
-        state = {"records": self.records, "flagged_records": self.flagged_records, "tallies": dict(self.tallies),
-                 "types": dict(self.types), "numeric": dict(self.numeric),
+        state = {"tallies": dict(self.tallies), "types": dict(self.types), "numeric": dict(self.numeric),
+                 **{name: getattr(self, name) for name in self._MERGED_NUMBERS},
                  **{name: getattr(self, name) for name in self._MERGED_COUNTERS},
                  **{name: dict(getattr(self, name)) for name in self._MERGED_EXAMPLES}}
-        self.records = self.flagged_records = 0
+        for name in self._MERGED_NUMBERS:
+            setattr(self, name, 0)
         self.tallies, self.types = defaultdict(Tally), defaultdict(Counter)
         self.numeric = defaultdict(lambda: [0, 0, []])
         for name in self._MERGED_COUNTERS:
@@ -219,8 +335,8 @@ class QualityChecker:
         def room(examples: list) -> int:
             return max(0, limit - len(examples))
 
-        self.records += state["records"]
-        self.flagged_records += state["flagged_records"]
+        for name in self._MERGED_NUMBERS:
+            setattr(self, name, getattr(self, name) + state[name])
         for rule, tally in state["tallies"].items():
             mine = self.tallies[rule]
             mine.count += tally.count
@@ -239,25 +355,26 @@ class QualityChecker:
             for key, examples in state[name].items():
                 mine[key] += examples[:room(mine[key])]
 
-    def resolve(self, source: str, problems: list[tuple[str, str]], deferred: tuple | None) -> list[tuple[str, str]]:
-        """A worker's problems for one record, with the conflict it deferred decided here, in file order."""
-        if deferred is None:
-            return problems
-        at, *conflict = deferred
-        found = self.conflict(source, *conflict)
-        if found is None:
-            return problems
-        self.tallies[found[0]].add(source, found[1], self.limit)
-        if not problems:
-            self.flagged_records += 1
-        return [*problems[:at], found, *problems[at:]]
-
     # -------------------------------------------------------------- the report
 
     def report(self) -> dict:
         """The dataset-level rules, then the whole report (see quality_report.build_report)."""
+        self.finish()
         dataset_rules(self)
         return build_report(self)
+
+
+class ProblemsLog(StepLog):
+    """problems.jsonl: the check's StepLog, through which the reader's unreadable lines also reach the report."""
+
+    def __init__(self, checker: QualityChecker, *args, **kwargs):
+        super().__init__("check", *args, **kwargs)
+        self.checker = checker
+
+    def dropped(self, source: str, rule: str, reason: str, **detail) -> None:
+        super().dropped(source, rule, reason, **detail)
+        if rule == "unreadable":
+            self.checker.unreadable_line(source, reason)
 
 
 def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | None = None,
@@ -269,7 +386,7 @@ def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | N
     out_dir = Path(out_dir)
     checker = QualityChecker(config, pii, input_name=str(in_path))
     workers = workers_for(in_path, workers)
-    with StepLog("check", out_dir / "problems.jsonl", log_path=out_dir / "problems.jsonl") as log:
+    with ProblemsLog(checker, out_dir / "problems.jsonl", log_path=out_dir / "problems.jsonl") as log:
         if workers > 1:
             for items, state in chunk_results(in_path, _check_chunk, workers, _start_check_worker,
                                               (config, pii, str(in_path), on_error), log):
@@ -279,16 +396,16 @@ def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | N
                         log.append(item)
                         continue
                     source, problems, deferred = item
-                    for rule, detail in checker.resolve(source, problems, deferred):
+                    for rule, detail in checker.settle(source, problems, deferred):
                         log.flagged(source, rule, detail)
         else:
             for loc, record in read_input(in_path, log, on_error):
                 source = origin(loc, record)
                 for rule, detail in checker.check(record, source):
                     log.flagged(source, rule, detail)
-        unreadable = log.dropped_by.get("unreadable", 0)
+        for source, rule, detail in checker.finish():
+            log.flagged(source, rule, detail)
     report = checker.report()
-    report["unreadable_records"] = unreadable
     report["problems_log"] = str(log.path)
     if write:
         write_report(report, out_dir)
@@ -300,13 +417,14 @@ _worker: dict = {}
 
 
 def _start_check_worker(config: CheckConfig | None, pii: PiiConfig | None, input_name: str, on_error: str) -> None:
-    _worker.update(checker=QualityChecker(config, pii, input_name, defer_conflicts=True), on_error=on_error)
+    _worker.update(checker=QualityChecker(config, pii, input_name, parallel_worker=True), on_error=on_error)
 
 
 def _check_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[dict, tuple[list, dict]]:
-    """One chunk of a JSONL file: (log counts, ([log text | (source, problems, deferred conflict)] in file
-    order, the checker's counts for these records))."""
-    checker, log = _worker["checker"], StepLog("check", stream=io.StringIO())
+    """One chunk of a JSONL file: (log counts, ([log text | (source, problems, what to settle)] in file
+    order, the checker's counts for these records, its unreadable lines included))."""
+    checker = _worker["checker"]
+    log = ProblemsLog(checker, stream=io.StringIO())
     items: list = []
     logged = 0
 
@@ -320,6 +438,6 @@ def _check_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[dict, 
     for loc, record in read_input_lines(name, first_line, lines, log, _worker["on_error"]):
         take_log()
         source = origin(loc, record)
-        items.append((source, checker.check(record, source), checker.deferred_conflict))
+        items.append((source, checker.check(record, source), checker.deferred))
     take_log()
     return log.counts(), (items, checker.take_state())

@@ -1,5 +1,6 @@
-"""The quality report as files: quality.json (machine-readable) and report.md (counts, a per-rule table,
-examples of each problem, labels, languages, personal data, and the pipeline's counts when there are any).
+"""The quality report as files: quality.json (machine-readable) and report.md (lines read, unreadable and
+untrainable, a per-rule table, examples of each problem, labels, languages, personal data, and the pipeline's
+counts when there are any).
 
     report = build_report(checker)          # the dict that quality.json holds
     write_report(report, "report/")         # report/quality.json, report/report.md
@@ -10,32 +11,62 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from r1tune.data.quality_rules import SECTIONS, Tally
+from r1tune.data.formats import columns_problem
+from r1tune.data.quality_rules import SECTIONS, Tally, answer_classes
+from r1tune.files import OutputSet
+
+
+def gate_failures(checker) -> list[str]:
+    """Why the data fails whatever the thresholds: no line of it can be trained on."""
+    lines = checker.records + checker.unreadable
+    if checker.records - checker.untrainable > 0:
+        return []
+    if checker.unreadable == lines:
+        first = checker.tallies["unreadable"].examples[:1]
+        where = f" (first: {first[0]['source']}: {first[0]['detail']})" if first else ""
+        return [f"all {lines} lines are unreadable{where}"]
+    unknown = sum(checker.unknown_fields.values())
+    if unknown == checker.records:  # named as the reader names them, with the mapping that would read them
+        return [f"no record can be trained on: {columns_problem(checker.unknown_fields.most_common(1)[0][0])}"]
+    return [f"no record can be trained on: {checker.unreadable} unreadable, {unknown} with no training format, "
+            f"{checker.untrainable - unknown} that cannot become a sample (see format_invalid)"]
 
 
 def build_report(checker) -> dict:
-    """The report of a checker whose dataset-level rules have run: sections of rules with counts, rates and
-    examples, the thresholds and whether any is crossed, labels, languages, formats, schemas, personal data."""
-    n = max(checker.records, 1)
+    """The report of a checker whose dataset-level rules have run: lines, sections of rules with counts, rates and
+    examples (shares of every line read), the thresholds and whether any is crossed, what fails the data whatever
+    the thresholds, labels, languages, formats, schemas, personal data."""
+    lines = checker.records + checker.unreadable
+    n = max(lines, 1)
     sections: dict[str, dict] = {s: {} for s in SECTIONS}
     for rule, (section, description) in checker.rules.items():
         tally = checker.tallies.get(rule, Tally())
         sections[section][rule] = {"count": tally.count, "rate": round(tally.count / n, 6),
                                    "description": description, "examples": tally.examples}
     thresholds = []
+    special = {"any": checker.flagged_records, "untrainable": checker.unreadable + checker.untrainable}
     for rule, max_rate in checker.cfg.thresholds.items():
-        count = checker.flagged_records if rule == "any" else checker.tallies.get(rule, Tally()).count
+        count = special[rule] if rule in special else checker.tallies.get(rule, Tally()).count
         rate = count / n
         thresholds.append({"rule": rule, "max_rate": max_rate, "rate": round(rate, 6), "crossed": rate > max_rate})
+    failures = gate_failures(checker)
+    classes = None if checker.label_counts else answer_classes(checker)
+    label_counts = classes[0] if classes is not None else checker.label_counts
     return {
         "input": checker.input_name,
-        "records": checker.records,
+        "records": lines,
+        "readable_records": checker.records,
+        "unreadable_records": checker.unreadable,
+        "untrainable_records": checker.untrainable,
+        "trainable_records": checker.records - checker.untrainable,
         "records_with_problems": checker.flagged_records,
-        "passed": not any(t["crossed"] for t in thresholds),
+        "passed": not failures and not any(t["crossed"] for t in thresholds),
+        "failures": failures,
         "thresholds": thresholds,
         "sections": sections,
         "labels": {"field": checker.cfg.label_field, "declared": checker.cfg.labels,
-                   "counts": dict(checker.label_counts.most_common())},
+                   "taken_from": "short answers" if classes is not None else "label field",
+                   "counts": dict(label_counts.most_common())},
         "languages": {"prompt": dict(checker.prompt_langs.most_common()),
                       "answer": dict(checker.output_langs.most_common())},
         "answer_formats": dict(checker.output_formats),
@@ -48,8 +79,15 @@ def render_markdown(report: dict) -> str:
     n = report["records"]
     status = "PASSED" if report["passed"] else "FAILED"
     lines = [f"# Data quality report: {report['input']}", "",
-             f"**{n} records**, {report['records_with_problems']} with at least one record-level problem "
-             f"({report['records_with_problems'] / max(n, 1):.1%}). Thresholds: **{status}**.", ""]
+             f"**{n} lines**: {report['unreadable_records']} unreadable, {report['untrainable_records']} "
+             f"untrainable; {report['records_with_problems']} with at least one record-level problem "
+             f"({report['records_with_problems'] / max(n, 1):.1%}, unreadable lines included). "
+             f"Quality gate: **{status}**.", "",
+             "| lines | readable | unreadable | untrainable | trainable |", "|---:|---:|---:|---:|---:|",
+             f"| {n} | {report['readable_records']} | {report['unreadable_records']} | "
+             f"{report['untrainable_records']} | {report['trainable_records']} |", ""]
+    if report["failures"]:
+        lines += ["## Failed whatever the thresholds", ""] + [f"- {f}" for f in report["failures"]] + [""]
     if report["thresholds"]:
         lines += ["## Thresholds", "", "| rule | rate | maximum | result |", "|---|---:|---:|---|"]
         for t in report["thresholds"]:
@@ -78,7 +116,10 @@ def render_markdown(report: dict) -> str:
     labels = report["labels"]["counts"]
     if labels:
         total = sum(labels.values())
-        lines += ["## Labels", "", "| label | records | share |", "|---|---:|---:|"]
+        lines += ["## Labels", ""]
+        if report["labels"]["taken_from"] != "label field":
+            lines += ["No label field: the short answers are the classes.", ""]
+        lines += ["| label | records | share |", "|---|---:|---:|"]
         lines += [f"| {k} | {v} | {v / total:.1%} |" for k, v in labels.items()]
         lines.append("")
     lines += ["## Languages", "", "| side | " + " | ".join(("zh", "en", "mixed", "other", "unknown")) + " |",
@@ -111,10 +152,12 @@ def render_markdown(report: dict) -> str:
 
 
 def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    """quality.json and report.md, put in place together (both or neither)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "quality.json", out_dir / "report.md"
-    json_path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
-    md_path.write_text(render_markdown(report), encoding="utf-8")
+    text, page = json.dumps(report, ensure_ascii=False, indent=2), render_markdown(report)
+    with OutputSet() as outputs:
+        outputs.open(json_path).write(text)
+        outputs.open(md_path).write(page)
     return json_path, md_path
 

@@ -3,13 +3,17 @@ plus the dataset-level rules decided at the end of the stream (`dataset_rules`).
 
     problems = []
     empty_keys = count_fields(checker, record, source, required)     # counts for the dataset-level rules
-    check_completeness(record, source, fmt, required, empty_keys, problems)
-    lkey, label = check_labels(checker, record, source, problems)     # … then answer, conflict, truncation, …
+    check_completeness(checker, record, source, fmt, required, empty_keys, problems)
+    lkey, label = check_labels(checker, record, source, problems)     # … then answer, duplicates, truncation, …
 
 Each record-level function reads and updates the checker's counts (`checker` is the `QualityChecker`: counts,
-examples, memos and the conflict index) and appends (rule, detail) pairs to `problems`; the order in which the
+examples, memos and the indexes) and appends (rule, detail) pairs to `problems`; the order in which the
 checker calls them is the order of the problems in the report and in problems.jsonl. `RULES` names every rule,
 its section and what it checks.
+
+The rules that depend on the records before this one (duplicates, conflicts, and the language of a short answer,
+which is a class name when the file's answers are classes) are worked out per record but decided by
+`QualityChecker.settle`, in file order: on one process right away, with parallel workers in the parent.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from r1tune.data.lang import strip_tag
 from r1tune.data.numbers import parse_number
 from r1tune.data.pii import find_pii
 from r1tune.data.records import (
+    ASSISTANT_ROLES,
     META_KEYS,
     OUTPUT_KEYS,
     PROMPT_KEYS,
@@ -38,28 +43,40 @@ from r1tune.data.records import (
     prompt_slots,
 )
 from r1tune.errors import DataError, R1TuneError
+from r1tune.model.template import ASSISTANT, BOS, EOS, THINK_CLOSE, THINK_OPEN, USER, bundled_template
 
 RULES: dict[str, tuple[str, str]] = {
     "schema_mismatch": ("consistency", "fields differ from the dataset's usual set of fields"),
     "type_mismatch": ("consistency", "a field's type differs from its type in most records"),
     "label_not_in_set": ("consistency", "label outside the declared label set"),
-    "label_variant": ("consistency", "label differs from another label only in case, width or spacing"),
+    "label_variant": ("consistency", "label differs from another label only in case, width, spacing or "
+                                      "surrounding punctuation"),
     "conflicting_labels": ("consistency", "the same input carries a different label in another record"),
     "conflicting_outputs": ("consistency", "the same input has a different answer in another record"),
-    "output_language": ("consistency", "answer written in another language than its prompt"),
+    "exact_duplicate": ("consistency", "the same record as an earlier one (compared as `prepare dedupe` does: "
+                                       "NFKC, case and whitespace aside)"),
+    "duplicate_prompt": ("consistency", "the same input with the same answer and label as an earlier record"),
+    "output_language": ("consistency", "answer written in another language than its prompt (not counting short "
+                                       "answers that are class names)"),
     "output_format": ("consistency", "answer format (JSON or text) differs from most answers"),
     "missing_field": ("completeness", "a required field is absent"),
     "empty_field": ("completeness", "a field is empty (null, blank text, empty list)"),
     "truncated_text": ("completeness", "text looks cut off (open bracket or code block, trailing ellipsis, "
                                        "cut at a round length, answer ending mid-sentence)"),
-    "rare_label": ("completeness", "records whose label has too few examples"),
+    "rare_label": ("completeness", "records whose label has too few examples, or is a tiny share among "
+                                   "frequent labels (a suspect label)"),
     "class_imbalance": ("completeness", "largest class is too many times the smallest"),
-    "label_invalid": ("correctness", "label is null, blank, or not a single value"),
+    "unreadable": ("correctness", "line cannot be read (invalid JSON or UTF-8, not an object, a bad CSV row)"),
+    "format_unknown": ("correctness", "record matches no training format (alpaca, ShareGPT, messages): it cannot "
+                                      "be trained on"),
     "format_invalid": ("correctness", "record cannot become a training sample"),
+    "label_invalid": ("correctness", "label is null, blank, or not a single value"),
     "json_invalid": ("correctness", "answer should be JSON but does not parse"),
     "number_invalid": ("correctness", "a value in a number field (declared, or numbers in 80% of records) "
                                       "does not parse"),
     "reference_missing": ("correctness", "a reference names a field the record does not have"),
+    "marker_text": ("correctness", "R1 marker text in data (role, think, bos/eos or tool marker outside an "
+                                   "answer's think block): it will be tokenized as plain text, never as the marker"),
     "pii": ("personal data", "record contains personal data"),
 }
 SECTIONS = ("consistency", "completeness", "correctness", "personal data")
@@ -72,6 +89,17 @@ _OPENERS_RE, _CLOSERS_RE = re.compile(f"[{re.escape(OPENERS)}]"), re.compile(f"[
 _FENCED_JSON = re.compile(r"^```(?:json)?\s*\n(.*)\n```\s*$", re.S)
 _PROSE_PUNCT = re.compile(r"[，,。！？!?；;]|\.(?:\s|$)")
 SHORT_TEXT = 64  # texts up to this length are remembered (the checker's memos): short texts are the ones that repeat
+# A short answer (a class name such as `positive` or 正面) is at most this long and has at most this many words.
+SHORT_ANSWER_CHARS, SHORT_ANSWER_WORDS = 32, 3
+# A label (or short answer) under this share of the records, and this many times rarer than every frequent one,
+# is a suspect label even with enough examples: `neutral??` among thousands of `neutral`.
+RARE_LABEL_SHARE, RARE_LABEL_FACTOR = 0.01, 10
+# The answers of a file without a label field are its classes when frequent short answers make up this share.
+ANSWER_CLASSES_SHARE = 0.9
+# Every R1 marker: bos, eos, roles and think from the template module, the tool markers from the bundled template.
+MARKERS = tuple(sorted({BOS, EOS, USER, ASSISTANT, THINK_OPEN, THINK_CLOSE}
+                       | set(re.findall(r"<｜[^｜<>]+｜>", bundled_template("r1")))))
+MISMATCHED_LANGUAGES = frozenset({("zh", "en"), ("en", "zh")})
 
 
 @dataclass
@@ -188,10 +216,45 @@ def truncation_reason(text: str, is_answer: bool) -> str | None:
     return None
 
 
+# Sentence punctuation and quotes around a label (`neutral??`, "positive."), after NFKC; signs (+, -) are kept.
+_LABEL_PUNCT = ".,;:!?'\"()[]{}<>。、「」『』【】《》“”‘’…·"
+
+
 def label_norm(label: str) -> str:
+    """A label's normal form, for telling variants apart: NFKC, case folded, no spaces, no surrounding punctuation."""
     import unicodedata
 
-    return "".join(unicodedata.normalize("NFKC", label).casefold().split())
+    text = "".join(unicodedata.normalize("NFKC", label).casefold().split())
+    return text.strip(_LABEL_PUNCT) or text
+
+
+def is_short_answer(text: str) -> bool:
+    """A few words at most (`positive`, `正面`, `not relevant`): what a class name looks like."""
+    return len(text) <= SHORT_ANSWER_CHARS and len(text.split()) <= SHORT_ANSWER_WORDS
+
+
+def outside_think_block(text: str) -> str:
+    """An answer without its well-formed think block (an optional leading `<think>`, then the first `</think>`,
+    as the trainer splits it): the markers that remain are text inside the data."""
+    head, sep, tail = text.partition(THINK_CLOSE)
+    if not sep:
+        return text
+    stripped = head.lstrip()
+    if stripped.startswith(THINK_OPEN):
+        head = stripped[len(THINK_OPEN):]
+    return f"{head}\n{tail}"  # a separator, so that no marker is made across the cut
+
+
+def is_answer_slot(record: dict, path: tuple, out_path: tuple | None) -> bool:
+    """The trained answer, an earlier assistant turn, or the answer of an alpaca history pair."""
+    if path == out_path:
+        return True
+    if len(path) != 3 or not isinstance(path[1], int):
+        return False
+    if isinstance(path[2], int):  # history: [question, answer]
+        return path[2] == 1
+    turn = record[path[0]][path[1]]
+    return str(turn.get("role", turn.get("from", ""))) in ASSISTANT_ROLES
 
 
 def compile_user_checks(checks: list) -> list[tuple]:
@@ -272,18 +335,26 @@ def count_fields(checker, record: dict, source: str, required) -> list[str]:
     return empty_keys
 
 
-def check_completeness(record: dict, source: str, fmt: str | None, required, empty_keys: list[str],
+def check_completeness(checker, record: dict, source: str, fmt: str | None, required, empty_keys: list[str],
                        problems: list) -> None:
-    """missing_field, empty_field, and format_invalid where the record cannot become a training sample."""
+    """missing_field, empty_field; format_unknown and format_invalid where the record cannot become a training
+    sample (counted as untrainable, with the fields of the records that match no format)."""
     for key in required:
         if key in META_KEYS or key not in record:
             problems.append(("missing_field", f"'{key}' is absent"))
     for key in empty_keys:
         problems.append(("empty_field", f"'{key}' is empty"))
-    if fmt is not None and not (fmt == "alpaca" and plain_alpaca(record)):
+    if fmt is None:
+        fields = tuple(key for key in record if key not in META_KEYS)
+        checker.untrainable += 1
+        checker.unknown_fields[fields] += 1
+        problems.append(("format_unknown", f"fields {', '.join(fields) or '(none)'}: no 'messages', "
+                                           "'conversations' or 'instruction'/'output'"))
+    elif not (fmt == "alpaca" and plain_alpaca(record)):
         try:
             to_sample(record, RecordLoc(source), fmt)
         except DataError as e:
+            checker.untrainable += 1
             problems.append(("format_invalid", f"{e.field + ': ' if e.field else ''}{e.problem}"))
 
 
@@ -329,14 +400,15 @@ def prompt_and_answer(record: dict) -> tuple[str, tuple | None, str | None, list
 
 
 def check_answer(checker, record: dict, source: str, prompt: str, answer: str | None,
-                 lkey: str | None, problems: list) -> None:
-    """Languages of prompt and answer (output_language), and the answer's format (json_invalid; JSON or text
-    counted for output_format)."""
+                 lkey: str | None, problems: list) -> tuple[str | None, str | None]:
+    """Languages of prompt and answer, and the answer's format (json_invalid; JSON or text counted for
+    output_format). Returns what `settle` decides output_language on: (the answer when it is short and the record
+    has no label field, for the file's classes; what is wrong with its language, or None)."""
     prompt_lang = checker.text_language(prompt) if prompt else None
     if prompt_lang:
         checker.prompt_langs[prompt_lang] += 1
     if not answer:
-        return
+        return None, None
     body = json_body(answer)
     parsed_ok = False
     if body[:1] in ("{", "[") or checker.json_output == "always":
@@ -350,27 +422,60 @@ def check_answer(checker, record: dict, source: str, prompt: str, answer: str | 
     count_example(checker.output_formats, kind, checker.format_examples, source, checker.limit)
     # language of prose answers only: JSON keys and class names are not prose
     is_label = lkey is not None and answer == str(record.get(lkey))
+    short = None
+    if not parsed_ok and not is_label:
+        if lkey is None:
+            checker.unlabelled_answers += 1
+        if is_short_answer(answer):  # a class name where the record has a label field or the label set names it
+            if lkey is not None:
+                is_label = True
+            else:  # counted for the file's classes (see `settle` and `answer_classes`)
+                short = answer
+                is_label = checker.labels is not None and answer in checker.labels
     if not parsed_ok and not is_label:
         answer_lang = checker.text_language(answer)
         checker.output_langs[answer_lang] += 1
-        if (prompt_lang, answer_lang) in (("zh", "en"), ("en", "zh")):
-            problems.append(("output_language", f"prompt is {prompt_lang}, answer is {answer_lang}"))
+        if (prompt_lang, answer_lang) in MISMATCHED_LANGUAGES:
+            return short, f"prompt is {prompt_lang}, answer is {answer_lang}"
+    return short, None
 
 
-def check_conflict(checker, source: str, prompt: str, answer: str | None, label: str | None,
-                   problems: list) -> None:
-    """conflicting_labels / conflicting_outputs: the same prompt with another label or another answer."""
-    if not prompt.strip():
-        return
-    key = content_hash(" ".join(prompt.split()).casefold())
-    answer_hash = checker.text_hash(answer) if answer else 0  # 0: none
-    label_hash = checker.text_hash(label) if label is not None else 0
-    if checker.defer_conflicts:  # a parallel worker: the parent, which sees every record in order, decides
-        checker.deferred_conflict = (len(problems), key, label_hash, answer_hash, label)
+def record_keys(checker, record: dict) -> tuple[int, int]:
+    """(record key, prompt key): `dedup.exact_key` of the record (what `prepare dedupe` calls the same record), and
+    the hash of its prompt's texts (language tags stripped), 0 for none, both normalised by dedup's
+    `normalize_for_hash`. A record without lists or objects has each text normalised once, for both keys."""
+    normalize, short, long = checker.normalize_text, checker.normalized_short, checker.normalized_long
+    content: dict | None = {}
+    for key, value in record.items():  # dedup's `_normalized(content_of(record))`, for a flat record
+        if key in META_KEYS:
+            continue
+        if isinstance(value, str):
+            content[key] = short(value) if len(value) <= SHORT_TEXT else long(value)  # `normalize`, inlined
+        elif isinstance(value, (dict, list)):
+            content = None
+            break
+        else:
+            content[key] = value
+    if content is not None:
+        record_key = content_hash(checker.encode_sorted(content))
+        parts = [content[key] if value[:1] != "[" else normalize(strip_tag(value))
+                 for key in PROMPT_KEYS if isinstance(value := record.get(key), str)]
     else:
-        found = checker.conflict(source, key, label_hash, answer_hash, label)
-        if found:
-            problems.append(found)
+        record_key = checker.exact_key(record)
+        parts = [normalize(strip_tag(str(get_path(record, path)))) for path in prompt_slots(record)]
+    prompt = " ".join([part for part in parts if part])
+    return record_key, content_hash(prompt) if prompt else 0
+
+
+def check_duplicates(checker, record: dict, answer: str | None, label: str | None,
+                     language: tuple[str | None, str | None], problems: list) -> None:
+    """exact_duplicate, duplicate_prompt, conflicting_labels / conflicting_outputs (the same prompt with the
+    same or another answer or label), with the answer's language: the record's keys, for `settle` to decide
+    (`checker.deferred`, its problems going in at this place)."""
+    record_key, prompt_key = record_keys(checker, record)
+    answer_hash = checker.text_hash(answer) if answer else 0
+    label_hash = checker.text_hash(label) if label is not None else 0
+    checker.deferred = (len(problems), record_key, prompt_key, label_hash, answer_hash, label, *language)
 
 
 def check_truncation(checker, texts: list, out_path: tuple | None, problems: list) -> None:
@@ -385,6 +490,18 @@ def check_truncation(checker, texts: list, out_path: tuple | None, problems: lis
             reason = truncation_reason(text, is_answer)
         if reason:
             problems.append(("truncated_text", f"{path_str(path)}: {reason}"))
+
+
+def check_markers(record: dict, texts: list, out_path: tuple | None, problems: list) -> None:
+    """marker_text: an R1 marker written inside a text (outside an answer's own think block)."""
+    for path, text in texts:
+        if "<" not in text or ("｜" not in text and "think>" not in text):  # every marker has '<' and one of these
+            continue
+        if is_answer_slot(record, path, out_path):
+            text = outside_think_block(text)
+        found = [marker for marker in MARKERS if marker in text]
+        if found:
+            problems.append(("marker_text", f"{path_str(path)}: {', '.join(found)}"))
 
 
 def check_declared(checker, record: dict, answer: str | None, problems: list) -> None:
@@ -477,33 +594,61 @@ def dataset_rules(checker) -> None:
     label_rules(checker)
 
 
+def answer_classes(checker) -> tuple[Counter, dict] | None:
+    """The short answers as classes (counts, sources) in a file without a label field whose answers are class
+    names: the frequent short answers (`min_label_count` or more each) make up most of its text answers."""
+    if checker.label_counts or not checker.short_answers or not checker.unlabelled_answers:
+        return None
+    frequent = sum(entry[0] for entry in checker.short_answers.values() if entry[0] >= checker.cfg.min_label_count)
+    if frequent < ANSWER_CLASSES_SHARE * checker.unlabelled_answers:
+        return None
+    counts = Counter({answer: entry[0] for answer, entry in checker.short_answers.items()})
+    return counts, {answer: entry[1] for answer, entry in checker.short_answers.items()}
+
+
 def label_rules(checker) -> None:
-    """label_variant, rare_label and class_imbalance, from the label counts."""
-    limit, tallies, label_counts, cfg = checker.limit, checker.tallies, checker.label_counts, checker.cfg
+    """label_variant, rare_label and class_imbalance, from the label counts, or from the short answers of a file
+    without labels whose answers are its classes."""
+    limit, tallies, cfg = checker.limit, checker.tallies, checker.cfg
+    label_counts, label_examples, what = checker.label_counts, checker.label_examples, "label"
+    if not label_counts:
+        classes = answer_classes(checker)
+        if classes is None:
+            return
+        (label_counts, label_examples), what = classes, "answer"
     by_norm: dict[str, list[str]] = defaultdict(list)
     for label in label_counts:
         by_norm[label_norm(label)].append(label)
+    main_of: dict[str, str] = {}
     for variants in by_norm.values():
         if len(variants) > 1:
             main = max(variants, key=lambda v: label_counts[v])
             for v in variants:
                 if v != main:
+                    main_of[v] = main
                     tally = tallies["label_variant"]
                     tally.count += label_counts[v]
-                    for src in checker.label_examples[v][:max(0, limit - len(tally.examples))]:
-                        tally.examples.append({"source": src, "detail": f"'{v}' looks like a variant of '{main}'"})
-    if label_counts:
-        for label, count in sorted(label_counts.items()):
-            if count < cfg.min_label_count:
-                tally = tallies["rare_label"]
-                tally.count += count
-                if len(tally.examples) < limit:
-                    tally.examples.append({"source": checker.label_examples[label][0],
-                                           "detail": f"label '{label}' has {count} example(s), "
-                                                     f"fewer than {cfg.min_label_count}"})
-        if len(label_counts) > 1:
-            (big, big_n), (small, small_n) = label_counts.most_common()[0], label_counts.most_common()[-1]
-            if big_n / small_n > cfg.max_imbalance:
-                tallies["class_imbalance"].add(
-                    "(dataset)", f"'{big}' has {big_n} records, '{small}' {small_n}: "
-                                 f"{big_n / small_n:.1f}× (maximum {cfg.max_imbalance:g}×)", limit)
+                    for src in label_examples[v][:max(0, limit - len(tally.examples))]:
+                        tally.examples.append({"source": src, "detail": f"{what} '{v}' looks like a variant of "
+                                                                        f"'{main}'"})
+    total = sum(label_counts.values())
+    frequent = [n for n in label_counts.values() if n >= cfg.min_label_count and n >= total * RARE_LABEL_SHARE]
+    for label, count in sorted(label_counts.items()):
+        if count < cfg.min_label_count:
+            why = f"fewer than {cfg.min_label_count}"
+        elif frequent and count < total * RARE_LABEL_SHARE and count * RARE_LABEL_FACTOR <= min(frequent):
+            why = f"{count / total:.2%} of the records, each frequent {what} has {min(frequent)} or more"
+        else:
+            continue
+        tally = tallies["rare_label"]
+        tally.count += count
+        if len(tally.examples) < limit:
+            hint = f"; a variant of '{main_of[label]}'?" if label in main_of else ""
+            tally.examples.append({"source": label_examples[label][0],
+                                   "detail": f"{what} '{label}' has {count} example(s), {why}{hint}"})
+    if len(label_counts) > 1:
+        (big, big_n), (small, small_n) = label_counts.most_common()[0], label_counts.most_common()[-1]
+        if big_n / small_n > cfg.max_imbalance:
+            tallies["class_imbalance"].add(
+                "(dataset)", f"'{big}' has {big_n} records, '{small}' {small_n}: "
+                             f"{big_n / small_n:.1f}× (maximum {cfg.max_imbalance:g}×)", limit)

@@ -76,45 +76,45 @@ def split_file(in_path: str | Path, out_dir: str | Path, config: SplitConfig | N
         raise R1TuneError(f"split shares must add up to 1 (train {cfg.train} + validation {cfg.validation} "
                           f"+ test {cfg.test} = {cfg.train + cfg.validation + cfg.test:g})")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {s: out_dir / f"{s}.jsonl" for s in SPLITS}
 
     def rank(group: str) -> int:
         return content_hash(f"{cfg.seed}\x00{group}")
 
-    # pass 1: groups per stratum (a group's stratum is that of its first record)
-    strata: dict[str, set[int]] = defaultdict(set)
-    stratum_of_group: dict[int, str] = {}
-    for loc, record in read_input(in_path, _NullLog(), on_error):
-        g = rank(group_of(record, loc, cfg.group_field))
-        if g not in stratum_of_group:
-            stratum_of_group[g] = stratum_of(record, cfg.label_field)
-            strata[stratum_of_group[g]].add(g)
-    assignment = assign_groups(strata, cfg)
-    del stratum_of_group
+    # The three splits and the log land together when the step succeeds (see StepLog); leakage.jsonl is
+    # made from the splits afterwards, so the old one, which described the old splits, goes when they are replaced.
+    with StepLog("split", out_dir / "split.jsonl", inputs=[in_path],
+                 outputs=[*paths.values(), out_dir / "leakage.jsonl"]) as log:
+        # pass 1: groups per stratum (a group's stratum is that of its first record)
+        strata: dict[str, set[int]] = defaultdict(set)
+        stratum_of_group: dict[int, str] = {}
+        for loc, record in read_input(in_path, _NullLog(), on_error):
+            g = rank(group_of(record, loc, cfg.group_field))
+            if g not in stratum_of_group:
+                stratum_of_group[g] = stratum_of(record, cfg.label_field)
+                strata[stratum_of_group[g]].add(g)
+        assignment = assign_groups(strata, cfg)
+        del stratum_of_group
 
-    # pass 2: write
-    counts = {s: Counter() for s in SPLITS}
-    files = {s: open(out_dir / f"{s}.jsonl", "w", encoding="utf-8") for s in SPLITS}
-    try:
-        with StepLog("split", out_dir / "split.jsonl") as log:
-            for loc, record in read_input(in_path, log, on_error):
-                split = assignment[rank(group_of(record, loc, cfg.group_field))]
-                if split != "train" and record.get("augmented"):
-                    log.dropped(origin(loc, record), "augmented_in_eval",
-                                f"augmented copy of a record that went to {split}: "
-                                "augmented data stays out of evaluation")
-                    continue
-                with_provenance(record, loc)
-                files[split].write(json.dumps(record, ensure_ascii=False) + "\n")
-                counts[split][stratum_of(record, cfg.label_field) or "(no label)"] += 1
-                log.written += 1
-            summary = log.summary()
-    finally:
-        for f in files.values():
-            f.close()
+        # pass 2: write
+        counts = {s: Counter() for s in SPLITS}
+        files = {s: log.outputs.open(path) for s, path in paths.items()}
+        for loc, record in read_input(in_path, log, on_error):
+            split = assignment[rank(group_of(record, loc, cfg.group_field))]
+            if split != "train" and record.get("augmented"):
+                log.dropped(origin(loc, record), "augmented_in_eval",
+                            f"augmented copy of a record that went to {split}: "
+                            "augmented data stays out of evaluation")
+                continue
+            with_provenance(record, loc)
+            files[split].write(json.dumps(record, ensure_ascii=False) + "\n")
+            counts[split][stratum_of(record, cfg.label_field) or "(no label)"] += 1
+            log.written += 1
+        summary = log.summary()
+    (out_dir / "leakage.jsonl").unlink(missing_ok=True)
     summary["splits"] = {s: sum(c.values()) for s, c in counts.items()}
     summary["labels"] = {s: dict(c) for s, c in counts.items()}
-    summary["files"] = {s: str(out_dir / f"{s}.jsonl") for s in SPLITS}
+    summary["files"] = {s: str(path) for s, path in paths.items()}
     if leakage:
         summary["leakage"] = check_leakage(out_dir, near=cfg.leakage_near)
     return summary

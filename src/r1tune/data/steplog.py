@@ -1,13 +1,19 @@
 """The log every prepare step writes: one JSON line per record it dropped, changed or flagged.
 
-    with StepLog("clean", out_path) as log:          # writes <out stem>.log.jsonl next to OUT
+    with StepLog("clean", out_path, inputs=[in_path]) as log:   # writes <out stem>.log.jsonl next to OUT
         for loc, record in read_input(in_path, log):  # unreadable records are logged as dropped
             ...
             log.dropped(origin(loc, record), "too_short", "12 characters, minimum is 20")
+        log.written = write_jsonl(out_path, kept, log.outputs)   # OUT and its log land together
     print(log.summary())
 
 Nothing is lost silently: a record that does not reach OUT has a line here naming its source (raw file
 and line), the step, the rule and the reason; the counts per rule are returned and printed.
+
+Nothing is destroyed either: before anything is read or opened, the step's files are checked
+(`check_step_files`: every input exists, no output is an input); the log and the files opened in
+`log.outputs` are written to temporary files and renamed into place together when the step succeeds, and
+removed when it fails, so a failed step leaves the previous output and log as they were.
 """
 
 from __future__ import annotations
@@ -17,8 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from r1tune.data.io import Location, json_encoder, located_records, read_jsonl_lines, read_records
+from r1tune.data.io import (
+    Location,
+    file_not_found_error,
+    json_encoder,
+    located_records,
+    read_jsonl_lines,
+    read_records,
+)
 from r1tune.errors import DataError
+from r1tune.files import OutputSet, check_outputs
 
 
 def log_path_for(out: str | Path) -> Path:
@@ -27,19 +41,33 @@ def log_path_for(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.log.jsonl")
 
 
+def check_step_files(inputs, outputs, also_read=()) -> None:
+    """What a step does before it reads or writes anything: each of `inputs` exists, and no output is one of
+    `inputs` or `also_read` (files read when present) in any spelling, nor a folder, nor under a file."""
+    for path in inputs:
+        if path is not None and not Path(path).exists():
+            raise file_not_found_error(path)
+    check_outputs(outputs, [*inputs, *also_read])
+
+
 class StepLog:
     """Counts and logs what one step did to the records that passed through it."""
 
     def __init__(self, step: str, out_path: str | Path | None = None, log_path: str | Path | None = None,
-                 stream: TextIO | None = None):
-        """Logs to `log_path` (default: next to `out_path`), or to `stream` (a parallel worker's part)."""
+                 stream: TextIO | None = None, inputs=(), outputs=()):
+        """Logs to `log_path` (default: next to `out_path`), or to `stream` (a parallel worker's part).
+
+        `inputs` (the files the step reads) and `outputs` (its files besides OUT and the log) are checked
+        with `check_step_files` first; the log is then opened in `self.outputs`, the step's set of files
+        renamed into place together when the log closes without error."""
         self.step = step
+        self.outputs = OutputSet()
         if stream is not None:
             self.path, self._file = None, stream
         else:
             self.path = Path(log_path) if log_path else log_path_for(out_path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "w", encoding="utf-8")
+            check_step_files(inputs, [out_path, self.path, *outputs])
+            self._file = self.outputs.open(self.path)
         self._encode = json_encoder()  # the text of json.dumps(entry, ensure_ascii=False)
         self.read = 0
         self.written = 0
@@ -53,12 +81,19 @@ class StepLog:
     def __enter__(self) -> StepLog:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.outputs.discard()
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        """Put the log and the step's other outputs in place (a stream is closed as it is)."""
+        if self.path is None:
+            if not self._file.closed:
+                self._file.close()
+            return
+        self.outputs.commit()
 
     def _write(self, entry: dict) -> None:
         self._file.write(self._encode(entry) + "\n")
@@ -144,7 +179,7 @@ def _logged(records, skipped: list[DataError], log: StepLog) -> Iterator[tuple[L
         for err in skipped:
             log.read += 1
             where = err.file if err.line is None else f"{err.file}:{err.line}"
-            log.dropped(where, "unreadable", err.problem)
+            log.dropped(where, "unreadable", f"field '{err.field}': {err.problem}" if err.field else err.problem)
         skipped.clear()
 
     for loc, record in records:

@@ -89,12 +89,13 @@ def window_file(in_path: str | Path, out_path: str | Path, model: str | None = N
                 stride: int = 256, field: str | None = None, tokenizer=None, on_error: str = "skip") -> dict:
     """Stream IN → OUT, splitting long inputs into windows; each split is logged as a change."""
     sliding_windows(0, window, stride)  # validate the sizes before reading anything
-    if tokenizer is None:
-        if not model:
-            raise R1TuneError("window: give --model (the tokenizer decides what a token is)")
-        tokenizer = load_tokenizer_for(model)
+    if tokenizer is None and not model:
+        raise R1TuneError("window: give --model (the tokenizer decides what a token is)")
     windows_made = 0
-    with StepLog("window", out_path) as log:
+    with StepLog("window", out_path, inputs=[in_path]) as log:  # the files are checked before the slow load
+        if tokenizer is None:
+            tokenizer = load_tokenizer_for(model)
+
         def records():
             nonlocal windows_made
             for loc, record in read_input(in_path, log, on_error):
@@ -107,7 +108,7 @@ def window_file(in_path: str | Path, out_path: str | Path, model: str | None = N
                     log.changed(source, {w["field"]: ["window"]}, windows=len(pieces),
                                 tokens=pieces[-1]["window"]["tokens"][1])
                 yield from pieces
-        log.written = write_jsonl(out_path, records())
+        log.written = write_jsonl(out_path, records(), log.outputs)
         log.extra.update(windows=windows_made, window=window, stride=stride)
         return log.summary()
 

@@ -3,20 +3,30 @@
     outputs = generate(model, tokenizer, [[{"role": "user", "content": "…"}]], max_new_tokens=256)
     outputs[0].answer, outputs[0].reasoning
 
-Prompts are rendered with the R1 template (generation prompt `<｜Assistant｜><think>\\n`), left-padded so
-every row's last token is its own, and decoded without special tokens — `<think>`/`</think>` are not
-special in R1 tokenizers, so they survive decoding and the parser sees them.
+    with generation_progress("tuned", len(conversations)) as advance:   # done/total prompts with an ETA
+        outputs = generate(model, tokenizer, conversations, on_batch=advance)
+
+Prompts are encoded as serving and training encode them (`encode_generation_prompt`: the R1 template, a
+marker typed inside a message stays plain text, generation prompt `<｜Assistant｜><think>\\n`, forced with
+the 2025-01 template too), left-padded so every row's last token is its own, and decoded without special
+tokens — `<think>`/`</think>` are not special in R1 tokenizers, so they survive decoding and the parser sees
+them. The output therefore always starts inside the reasoning.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from r1tune.model.reasoning import ParsedOutput, split_reasoning
-from r1tune.model.template import generation_prefix, render_prompt, resolve_template
+from r1tune.model.template import encode_generation_prompt, resolve_template
 
 
 @dataclass
@@ -38,10 +48,11 @@ class Generation:
 @torch.no_grad()
 def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 256,
              do_sample: bool = False, temperature: float = 0.6, top_p: float = 0.95, batch_size: int = 16,
-             template: str | None = None, seed: int | None = None) -> list[Generation]:
+             template: str | None = None, seed: int | None = None,
+             on_batch: Callable[[int], None] | None = None) -> list[Generation]:
+    """`on_batch(n)` is called after each batch with the number of prompts it finished (progress)."""
     template = template or resolve_template(tokenizer)
-    started_in_think = bool(generation_prefix(template))
-    prompts = [render_prompt(tokenizer, conv, template) for conv in conversations]
+    prompts = [encode_generation_prompt(tokenizer, conv, template) for conv in conversations]
     device = next(model.parameters()).device
     results: list[Generation | None] = [None] * len(prompts)
     # similar lengths together: less left padding
@@ -50,7 +61,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
         torch.manual_seed(seed)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        encoded = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in idx]
+        encoded = [prompts[i] for i in idx]
         width = max(map(len, encoded))
         ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -69,5 +80,40 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
             if tokenizer.eos_token_id in new:
                 new = new[:new.index(tokenizer.eos_token_id) + 1]
             text = tokenizer.decode(new, skip_special_tokens=True)
-            results[i] = Generation(text, split_reasoning(text, started_in_think), len(new), seconds)
+            results[i] = Generation(text, split_reasoning(text, started_in_think=True), len(new), seconds)
+        if on_batch:
+            on_batch(len(idx))
     return results  # type: ignore[return-value]
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+@contextmanager
+def generation_progress(label: str, total: int, every_s: float = 10.0) -> Iterator[Callable[[int], None]]:
+    """advance(n) after each batch → done/total prompts with elapsed time and an ETA, on stderr: a rich bar on
+    a terminal; elsewhere (a log, a pipe, CI) a plain line after the first batch, then at least `every_s`
+    apart, and at the end. The ETA assumes later batches take as long as the earlier ones did."""
+    done = 0
+    if sys.stderr.isatty():
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                      console=Console(stderr=True)) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda n: bar.update(task, advance=n)
+        return
+    start, last = time.perf_counter(), None
+
+    def advance(n: int) -> None:
+        nonlocal done, last
+        done += n
+        now = time.perf_counter()
+        if last is not None and now - last < every_s and done < total:
+            return
+        last, elapsed = now, now - start
+        rest = "done" if done >= total else f"ETA {_clock(elapsed / done * (total - done))}"
+        print(f"{label}: {done}/{total} prompts, {_clock(elapsed)} elapsed, {rest}", file=sys.stderr, flush=True)
+
+    yield advance

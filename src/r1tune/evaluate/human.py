@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from r1tune.data.io import read_records
 from r1tune.errors import R1TuneError
 from r1tune.evaluate.bootstrap import MetricStats, confidence_interval, resample_weights
+from r1tune.files import OutputSet, check_outputs
 
 CRITERIA = ("accuracy", "fluency", "domain_fit")
 RUBRIC = {
@@ -100,6 +102,9 @@ def export_sheet(eval_dir: str | Path, out: str | Path, systems: list[str] | Non
     systems = systems or known[:2]
     if len(systems) != 2 or systems[0] == systems[1]:
         raise R1TuneError(f"a human A/B sheet compares two different systems, got {systems} (have: {known})")
+    names = ("sheet.csv", "label_studio_tasks.json", "label_studio_config.xml", "rubric.md", "key.json")
+    check_outputs([out / name for name in names],
+                  inputs=[metrics_path, *(eval_dir / "predictions" / f"{s}.jsonl" for s in systems)])
     baseline, candidate = (read_predictions(eval_dir, s) for s in systems)
     if [r["id"] for r in baseline] != [r["id"] for r in candidate]:
         raise R1TuneError(f"{systems[0]} and {systems[1]} were not evaluated on the same samples")
@@ -120,22 +125,23 @@ def export_sheet(eval_dir: str | Path, out: str | Path, systems: list[str] | Non
                 "response_b": _response(b, with_reasoning)}
         rows.append({**data, **{c: "" for c in SHEET_COLUMNS[4:]}})
         tasks.append({"id": number, "data": data})
-    out.mkdir(parents=True, exist_ok=True)
-    # utf-8 with a byte-order mark: Excel then opens Chinese text correctly
-    with open(out / "sheet.csv", "w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SHEET_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "label_studio_tasks.json").write_text(json.dumps(tasks, ensure_ascii=False, indent=1), encoding="utf-8")
-    (out / "label_studio_config.xml").write_text(label_studio_config(), encoding="utf-8")
     rubric = ["# Rating rubric / 评分标准", "",
               "Rate each response 1–5 on every criterion; then pick the better response (A, B or tie).",
               "每个回答按以下标准各打 1–5 分，再选出更好的回答（A、B 或 tie）。", ""]
     rubric += [f"- **{c}**: {text}" for c, text in RUBRIC.items()]
-    (out / "rubric.md").write_text("\n".join(rubric) + "\n", encoding="utf-8")
-    (out / "key.json").write_text(json.dumps({"evaluation": str(eval_dir.resolve()), "baseline": systems[0],
-                                              "candidate": systems[1], "items": key}, ensure_ascii=False, indent=1),
-                                  encoding="utf-8")
+    # one set: a sheet never lands without the key that unblinds it
+    with OutputSet() as outputs:
+        # utf-8 with a byte-order mark: Excel then opens Chinese text correctly
+        writer = csv.DictWriter(outputs.open(out / "sheet.csv", encoding="utf-8-sig", newline=""),
+                                fieldnames=SHEET_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        outputs.open(out / "label_studio_tasks.json").write(json.dumps(tasks, ensure_ascii=False, indent=1))
+        outputs.open(out / "label_studio_config.xml").write(label_studio_config())
+        outputs.open(out / "rubric.md").write("\n".join(rubric) + "\n")
+        outputs.open(out / "key.json").write(json.dumps({"evaluation": str(eval_dir.resolve()), "baseline": systems[0],
+                                                         "candidate": systems[1], "items": key},
+                                                        ensure_ascii=False, indent=1))
     return {"items": len(rows), "systems": systems, "out": str(out)}
 
 
@@ -167,7 +173,7 @@ def read_filled(path: str | Path) -> list[dict]:
     path = Path(path)
     judgements = []
     if path.suffix.lower() == ".json":
-        for task in json.loads(path.read_text(encoding="utf-8")):
+        for _, task in read_records(path):  # the shared reader: bad JSON stops with file:line: problem
             item = task.get("data", {}).get("item")
             for number, annotation in enumerate(task.get("annotations") or [], 1):
                 if annotation.get("was_cancelled"):

@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from r1tune.data.formats import load_samples
-from r1tune.errors import R1TuneError
+from r1tune.data.io import read_records
+from r1tune.errors import DataError, R1TuneError
 from r1tune.evaluate.scoring import EvalItem, Output
 from r1tune.model.reasoning import ParsedOutput, split_reasoning
 
@@ -19,8 +19,9 @@ def last_user_text(messages: list[dict]) -> str:
     return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
 
-def load_items(path: str | Path, fmt: str = "auto", limit: int | None = None) -> list[EvalItem]:
-    samples, _ = load_samples(path, fmt)
+def load_items(path: str | Path, fmt: str = "auto", limit: int | None = None, encoding: str = "auto",
+               columns: dict[str, str] | None = None) -> list[EvalItem]:
+    samples, _ = load_samples(path, fmt, encoding=encoding, columns=columns)
     items = []
     for number, sample in enumerate(samples[:limit] if limit else samples):
         label = sample.meta.get("label")
@@ -31,25 +32,22 @@ def load_items(path: str | Path, fmt: str = "auto", limit: int | None = None) ->
 
 
 def read_predictions(path: str | Path) -> list[dict]:
+    """The rows of a predictions JSONL, read by the shared reader (a bad line stops with `file:line: problem`)."""
     path = Path(path)
     if not path.exists():
         raise R1TuneError(f"predictions file not found: {path}")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as e:
-                raise R1TuneError(f"{path}:{number}: invalid JSON: {e}") from None
-    if not rows:
-        raise R1TuneError(f"{path}: no predictions")
-    return rows
+    try:
+        return [row for _, row in read_records(path)]
+    except DataError as e:
+        if e.line is None and "empty" in e.problem:
+            raise R1TuneError(f"{path}: no predictions") from None
+        raise
 
 
 def parse_prediction(text: str, reasoning: str | None) -> ParsedOutput:
     """A prediction from elsewhere: R1 text with `</think>`, or an answer with its reasoning in its own field
     (vLLM's reasoning parser), or a bare answer (no reasoning block: the format checks will say so)."""
-    if "</think>" in text:
+    if "</think>" in text or text.lstrip().startswith("<think>"):  # an opened block may end unclosed
         return split_reasoning(text, started_in_think=False)
     if reasoning is not None:
         return ParsedOutput(reasoning.strip(), text.strip(), True)

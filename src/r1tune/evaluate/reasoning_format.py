@@ -4,6 +4,10 @@
         → {"think_closed": True, "answer_present": True, "well_formed": True, "language_consistent": True, …}
 
 - think_closed: the reasoning ended with `</think>` (an output cut by the length cap did not);
+- unclosed_think: the output stayed inside its think block to the end — whatever it wrote, a right label
+  included, is reasoning, and its answer is empty. Counted apart (lower is better) because a model trained
+  on trace-less data without learning to close the block writes every answer there, and every task metric
+  reads 0 for a reason no other number shows;
 - answer_present: something non-empty follows it;
 - well_formed: both, and no stray `<think>` / `</think>` left in the answer (a doubled close tag is a
   format error a user would see);
@@ -19,7 +23,7 @@ from r1tune.evaluate.text_metrics import cjk_share, language_of
 from r1tune.model.reasoning import ParsedOutput
 from r1tune.model.template import THINK_CLOSE, THINK_OPEN
 
-FORMAT_METRICS = ("well_formed", "think_closed", "answer_present", "language_consistent")
+FORMAT_METRICS = ("well_formed", "think_closed", "answer_present", "language_consistent", "unclosed_think")
 
 
 def language_matches(text: str, expected: str) -> bool:
@@ -38,6 +42,7 @@ def check_format(parsed: ParsedOutput, prompt: str, reference: str | None = None
     reasoning_ok = language_matches(parsed.reasoning, language_of(prompt)) if parsed.reasoning.strip() else True
     return {
         "think_closed": parsed.closed,
+        "unclosed_think": parsed.unclosed,
         "answer_present": answer_present,
         "well_formed": parsed.closed and answer_present and not stray,
         "language_consistent": answer_ok and reasoning_ok,

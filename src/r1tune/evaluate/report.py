@@ -18,14 +18,17 @@ from pathlib import Path
 
 import jinja2
 
+from r1tune.files import write_text
+
 PERCENT_SCALE = {"bleu", "chrf"}
-FORMAT_METRICS = ("well_formed", "think_closed", "answer_present", "language_consistent")
+FORMAT_METRICS = ("well_formed", "think_closed", "answer_present", "language_consistent", "unclosed_think")
 METRIC_NAMES = {
     "accuracy": "accuracy", "macro_f1": "macro-F1", "bleu": "BLEU", "chrf": "chrF", "rouge1": "ROUGE-1",
     "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "bertscore": "BERTScore F1", "entity_f1": "entity F1",
     "relation_f1": "relation F1", "exact_match": "exact match", "json_valid": "valid JSON",
     "schema_valid": "schema-valid JSON", "well_formed": "well-formed think block + answer",
     "think_closed": "think block closed", "answer_present": "answer present",
+    "unclosed_think": "think block never closed (lower is better)",
     "language_consistent": "language consistent", "task_completed": "task completed (all checks)",
 }
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
@@ -308,6 +311,4 @@ def render_report(results: dict, path: str | Path, human: dict | None = None) ->
         mean=lambda v: f"{statistics.fmean(v):.1f}" if v else "–",
         num=lambda v, digits=1: f"{v:.{digits}f}" if isinstance(v, (int, float)) else "–",
     )
-    path = Path(path)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text(path, page)

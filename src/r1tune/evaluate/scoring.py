@@ -6,7 +6,8 @@ report shows (per-class report and confusion matrix, per-type extraction scores,
 
 `outputs[i]` holds the draws for `items[i]` (one unless several samples per prompt were asked for): mean
 metrics average a sample's draws, corpus metrics (BLEU, chrF, macro-F1, entity F1) pool their counts.
-Metrics read the *answer* the reasoning parser split off, never the reasoning.
+Metrics read the *answer* the reasoning parser split off, never the reasoning; an output that never closed
+its think block has no answer, and is counted in `details["unclosed_think"]` (and the `unclosed_think` share).
 """
 
 from __future__ import annotations
@@ -165,6 +166,10 @@ def score_outputs(items: list[EvalItem], outputs: list[list[Output]], task: str,
     checks = [check_format(out.parsed, item.prompt, item.reference) for item, out in flat]
     for key in FORMAT_METRICS:
         stats[key] = _mean_metric(key, [c[key] for c in checks], draws)
+    # outputs that never closed their think block score as empty answers: their number is shown beside them
+    unclosed = sum(c["unclosed_think"] for c in checks)
+    details["unclosed_think"] = {"count": unclosed, "outputs": len(checks),
+                                 "share": unclosed / len(checks) if checks else 0.0}
 
     per_item = [{"id": item.id} for item in items]
     for name, metric in stats.items():

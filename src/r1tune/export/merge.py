@@ -31,6 +31,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from r1tune.config import ModelConfig
 from r1tune.errors import R1TuneError
+from r1tune.files import check_outputs, replaced_folder, write_text
 from r1tune.model.load import load_model, load_tokenizer
 from r1tune.model.methods import merge_adapter
 from r1tune.model.runs import Run, read_provenance, resolve_run
@@ -161,26 +162,15 @@ def vllm_layout_problems(folder: Path, quantized: bool = False) -> list[str]:
     return problems
 
 
-def prepare_out(out: Path, marker: str) -> Path:
-    """A fresh temporary folder beside `out`; `out` may only be replaced if r1tune wrote it (has `marker`)."""
+def check_replaceable(out: Path, marker: str, inputs: list) -> None:
+    """Before the slow part: `out` is replaced whole (built in OUT.partial, swapped in at the end, see
+    r1tune.files.replaced_folder), so it may only be a folder r1tune export wrote (has `marker`) and may hold
+    none of the `inputs` (the run, the base, the test data)."""
+    if out.exists() and not out.is_dir():
+        raise R1TuneError(f"{out}: is a file, expected a folder: choose another --out")
     if out.exists() and any(out.iterdir()) and not (out / marker).exists():
         raise R1TuneError(f"{out} exists and was not written by r1tune export: choose another --out")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Swap the finished folder in, so a crash never leaves a half-written export at `out`."""
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    check_outputs([], inputs=[p for p in inputs if p is not None and Path(p).exists()], folders=[out])
 
 
 def copy_run_files(folder: Path, out: Path, export: dict) -> None:
@@ -189,7 +179,7 @@ def copy_run_files(folder: Path, out: Path, export: dict) -> None:
         shutil.copy2(folder / "config.yaml", out / "config.yaml")
     provenance = read_provenance(folder)
     provenance["export"] = provenance.get("export", []) + [export]
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_text(out / "provenance.json", json.dumps(provenance, indent=1, ensure_ascii=False))
 
 
 def merge_run(run: Run | str | Path, out: str | Path | None = None, base: str | None = None,
@@ -205,6 +195,7 @@ def merge_run(run: Run | str | Path, out: str | Path | None = None, base: str | 
         raise R1TuneError(f"{folder}: no adapter (adapter_config.json) to merge")
     out = Path(out) if out else default_merged_dir(run)
     base = run.base_model(base)
+    check_replaceable(out, "merge_report.json", [folder, base])
     quant = base_quantization(base)
     if quant:
         raise R1TuneError(f"the base {base} is quantized ({quant.get('quant_method', quant)}): merging LoRA into "
@@ -219,29 +210,28 @@ def merge_run(run: Run | str | Path, out: str | Path | None = None, base: str | 
 
     merged = merge_adapter(model)  # refuses prompt-learning adapters and 8/4-bit bases, with the reason
     in_memory = compare_logits(adapter_logits, prompt_logits(merged, prompts))
-    tmp = prepare_out(out, "merge_report.json")
-    merged.to(save_dtype).save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    copy_run_files(folder, tmp, {"kind": "merged", "from": str(folder), "adapter_hash": adapter_hash(folder),
-                                 "dtype": str(save_dtype).removeprefix("torch.")})
-    del model, merged, base_model
-    gc.collect()
+    with replaced_folder(out) as tmp:
+        merged.to(save_dtype).save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        copy_run_files(folder, tmp, {"kind": "merged", "from": str(folder), "adapter_hash": adapter_hash(folder),
+                                     "dtype": str(save_dtype).removeprefix("torch.")})
+        del model, merged, base_model
+        gc.collect()
 
-    # the proof: the saved folder, loaded by plain transformers (no peft), against the adapter model
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, use_safetensors=True).eval()
-    saved = compare_logits(adapter_logits, prompt_logits(reloaded, prompts))
-    del reloaded
-    report = {
-        "run": str(folder), "base_model": base, "adapter_hash": adapter_hash(folder), "merged_in": "float32",
-        "saved_dtype": str(save_dtype).removeprefix("torch."),
-        "max_abs_logit_diff": saved["max_abs_logit_diff"], "top1_agreement": saved["top1_agreement"],
-        "max_abs_logit_diff_before_saving": in_memory["max_abs_logit_diff"],
-        "compared": f"adapter model (fp32) vs the saved folder reloaded by plain transformers (fp32), every position "
-                    f"of {len(prompts)} prompts ({saved['positions']} positions)",
-        "vllm_layout_problems": vllm_layout_problems(tmp), "files": weight_files(tmp),
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    (tmp / "merge_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    publish(tmp, out)
+        # the proof: the saved folder, loaded by plain transformers (no peft), against the adapter model
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, use_safetensors=True).eval()
+        saved = compare_logits(adapter_logits, prompt_logits(reloaded, prompts))
+        del reloaded
+        report = {
+            "run": str(folder), "base_model": base, "adapter_hash": adapter_hash(folder), "merged_in": "float32",
+            "saved_dtype": str(save_dtype).removeprefix("torch."),
+            "max_abs_logit_diff": saved["max_abs_logit_diff"], "top1_agreement": saved["top1_agreement"],
+            "max_abs_logit_diff_before_saving": in_memory["max_abs_logit_diff"],
+            "compared": f"adapter model (fp32) vs the saved folder reloaded by plain transformers (fp32), every "
+                        f"position of {len(prompts)} prompts ({saved['positions']} positions)",
+            "vllm_layout_problems": vllm_layout_problems(tmp), "files": weight_files(tmp),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        write_text(tmp / "merge_report.json", json.dumps(report, indent=1, ensure_ascii=False))
     report["out"] = str(out)
     return report

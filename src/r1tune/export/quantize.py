@@ -36,15 +36,17 @@ import torch
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, TorchAoConfig
 
+from r1tune.config import DataConfig
 from r1tune.data.formats import load_samples
 from r1tune.errors import R1TuneError
 from r1tune.evaluate.classification import score_generations
 from r1tune.evaluate.generate import generate
 from r1tune.export.merge import default_merged_dir, merge_run, merged_is_current
+from r1tune.model.bitsandbytes_import import import_bitsandbytes
 from r1tune.model.load import resolve_dtype
 from r1tune.model.runs import Run
-from r1tune.model.template import render_training, resolve_template, tokenize_training
-from r1tune.train.data import load_training_data
+from r1tune.model.template import resolve_template
+from r1tune.train.data import load_training_data, reasoning_plan, tokenize_samples
 from r1tune.train.loss import evaluate_loss
 
 for _name in ("torchao", "torch.utils._pytree"):  # CUDA-kernel warnings of torchao on a CPU torch
@@ -90,8 +92,7 @@ def choose_backend(backend: str) -> str:
         return backend
     if torch.cuda.is_available():
         try:
-            import bitsandbytes  # noqa: F401
-
+            import_bitsandbytes()
             return "bitsandbytes"
         except ImportError:
             pass
@@ -131,8 +132,9 @@ def quantize_and_save(source: Path, tmp: Path, backend: str) -> str:
     elif backend == "bitsandbytes":
         if not torch.cuda.is_available():
             raise R1TuneError("--backend bitsandbytes needs a CUDA GPU; on a CPU use --backend torchao")
-        import bitsandbytes
         from transformers import BitsAndBytesConfig
+
+        bitsandbytes = import_bitsandbytes()
 
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float16, device_map={"": 0},
                                                      quantization_config=BitsAndBytesConfig(load_in_8bit=True))
@@ -179,10 +181,10 @@ def evaluation_set(run: Run, data: str | None, tokenizer, limit: int | None) -> 
                           f"seed {cfg.train.seed})", "chat": None, "tokenized": held_out[:limit]}
     samples, _ = load_samples(path)
     samples = samples[:limit]
-    reasoning = data_cfg.reasoning if data_cfg else "keep"
-    max_length = data_cfg.max_length if data_cfg else 1024
-    tokenized = [tokenize_training(tokenizer, render_training(tokenizer, s.messages, s.reasoning, reasoning, template),
-                                   max_length, source=s.source) for s in samples]
+    # rendered as the run trained: its reasoning plan, max_length and truncation (long prompts skipped or cut)
+    data_cfg = (data_cfg or DataConfig()).model_copy(update={"on_error": "stop"})
+    tokenized, _ = tokenize_samples(samples, tokenizer, template, data_cfg, [],
+                                    reasoning_plan(data_cfg.reasoning, samples))
     return {"source": str(path), "chat": samples, "tokenized": tokenized}
 
 

@@ -6,15 +6,26 @@
 Run folders (adapters, checkpoints, exports) are resolved and loaded for inference in `model/runs.py`.
 
 `trust_remote_code` stays off unless the config turns it on; `dtype: auto` is bf16 where the hardware has it
-and fp32 otherwise (fp16 overflows on Qwen2, so it is never chosen automatically).
+and fp32 otherwise (fp16 overflows on Qwen2, so it is never chosen automatically). A model quantized with
+bitsandbytes (a QLoRA base, an 8-bit export) imports it first: the `r1tune` command keeps it hidden
+otherwise (`model/bitsandbytes_import.py`).
 """
 
 from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
 
 import torch
 
 from r1tune.config import ModelConfig
 from r1tune.errors import R1TuneError
+from r1tune.model.bitsandbytes_import import import_bitsandbytes
+
+# peft reads transformers' deprecated `is_gradient_checkpointing` each time it wraps a model: a FutureWarning on
+# every adapter run that only peft can act on (this message only; other warnings still show)
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -54,6 +65,8 @@ def load_model(cfg: ModelConfig, dtype: torch.dtype | None = None, **kwargs):
 
     if not cfg.name_or_path:
         raise R1TuneError("no model given: set model.name_or_path (or --model)")
+    if quantized_with_bitsandbytes(cfg, kwargs.get("quantization_config")):
+        import_bitsandbytes()
     try:
         return AutoModelForCausalLM.from_pretrained(
             cfg.name_or_path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
@@ -61,6 +74,26 @@ def load_model(cfg: ModelConfig, dtype: torch.dtype | None = None, **kwargs):
             attn_implementation=cfg.attn_implementation, **kwargs)
     except OSError as e:
         raise R1TuneError(f"cannot load model '{cfg.name_or_path}': {_first_line(e)}") from None
+
+
+def quantized_with_bitsandbytes(cfg: ModelConfig, quantization=None) -> bool:
+    """The load asks bitsandbytes for a quantization, or the model's config says it was quantized with it."""
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else getattr(quantization,
+                                                                                              "quant_method", None)
+    if quantization is not None and "bitsandbytes" in str(getattr(method, "value", method)):
+        return True
+    try:
+        if Path(cfg.name_or_path).is_dir():
+            config = json.loads((Path(cfg.name_or_path) / "config.json").read_text(encoding="utf-8"))
+        else:  # a hub id: the config from_pretrained reads next (cached)
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(cfg.name_or_path, revision=cfg.revision,
+                                                trust_remote_code=cfg.trust_remote_code).to_dict()
+    except (OSError, ValueError):
+        return False  # from_pretrained says what is wrong
+    declared = config.get("quantization_config") if isinstance(config, dict) else None
+    return isinstance(declared, dict) and "bitsandbytes" in str(declared.get("quant_method", ""))
 
 
 def _first_line(e: Exception) -> str:

@@ -22,6 +22,7 @@ import torch
 
 from r1tune.config import MethodConfig
 from r1tune.errors import R1TuneError
+from r1tune.model.bitsandbytes_import import import_bitsandbytes
 from r1tune.model.load import cpu_has_native_bf16
 
 PEFT_METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "prompt", "ptuning")
@@ -71,6 +72,7 @@ def quantization_config(cfg: MethodConfig):
     """The 4-bit base of QLoRA (bitsandbytes; runs on CPUs as well as GPUs), or None for other methods."""
     if cfg.name != "qlora":
         return None
+    import_bitsandbytes()  # hidden by the `r1tune` command until a quantized method asks for it
     from transformers import BitsAndBytesConfig
 
     compute = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32

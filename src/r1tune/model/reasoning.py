@@ -4,8 +4,10 @@
 
 Served with the current template the output starts *inside* the reasoning (the prompt ended with
 `<think>\\n`), so there is no opening tag, only `</think>`. With the 2025-01 template, or when a model
-writes it anyway, `<think>` opens the output. An output cut by the length cap before `</think>` is all
-reasoning and no answer: `closed` is False then.
+writes it anyway, `<think>` opens the output. An output that ends before `</think>` — cut by the length
+cap, or from a model that never learned to close the block (trained on trace-less data without the empty
+block as target) — is all reasoning and no answer: `closed` is False and `unclosed` True then, so evaluation
+counts such outputs apart instead of scoring them quietly as empty answers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class ParsedOutput:
     reasoning: str
     answer: str
     closed: bool  # a `</think>` ended the reasoning
+    unclosed: bool = False  # the output was inside a think block and ended before `</think>`
 
     @property
     def well_formed(self) -> bool:
@@ -38,7 +41,7 @@ def split_reasoning(text: str, started_in_think: bool = True) -> ParsedOutput:
         reasoning, _, answer = body.partition(THINK_CLOSE)
         return ParsedOutput(reasoning.strip(), answer.strip(), True)
     if opened or started_in_think:
-        return ParsedOutput(body.strip(), "", False)
+        return ParsedOutput(body.strip(), "", False, unclosed=True)
     return ParsedOutput("", text.strip(), False)
 
 

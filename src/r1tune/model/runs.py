@@ -26,8 +26,16 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 import r1tune
-from r1tune.config import FinetuneConfig, MethodConfig, ModelConfig, Section, dump_config, load_config
+from r1tune.config import (
+    FinetuneConfig,
+    MethodConfig,
+    ModelConfig,
+    Section,
+    dump_config,
+    load_config,
+)
 from r1tune.errors import R1TuneError
+from r1tune.files import replaced_folder, write_text
 from r1tune.model.load import load_model, load_tokenizer, resolve_dtype
 from r1tune.model.methods import apply_method, load_trainable_state, quantization_config, save_trained
 
@@ -41,11 +49,13 @@ def library_versions() -> dict:
 
 def write_final(folder: Path, model, tokenizer, config: Section, provenance: dict) -> Path:
     """A trained run's `final/`: the adapter (PEFT methods) or the whole model, the tokenizer with its chat
-    template, the config that made it and its provenance — everything `resolve_run` reads back."""
-    save_trained(model, folder)
-    tokenizer.save_pretrained(folder)
-    dump_config(config, folder / "config.yaml")
-    (folder / "provenance.json").write_text(json.dumps(provenance, indent=1, ensure_ascii=False), encoding="utf-8")
+    template, the config that made it and its provenance — everything `resolve_run` reads back. Built beside
+    `folder` and swapped in complete: a crash while saving leaves the previous `final/` whole."""
+    with replaced_folder(folder) as partial:
+        save_trained(model, partial)
+        tokenizer.save_pretrained(partial)
+        dump_config(config, partial / "config.yaml")
+        write_text(partial / "provenance.json", json.dumps(provenance, indent=1, ensure_ascii=False))
     return folder
 
 

@@ -11,7 +11,8 @@ Inputs it weighs, each reported with the reason it moved the recommendation:
 - memory per device and the number of devices: every candidate's peak memory is estimated
   (`train/memory.py`) and its micro-batch is the largest that fits; the rest of the global batch comes
   from gradient accumulation (and gradient checkpointing when even one sample does not fit).
-Time comes from the throughput of a few real steps when the model fits this machine, else from FLOPs.
+Time comes from the throughput of a few real steps when the model fits this machine, else from FLOPs; while
+the steps run, stderr shows which one (a spinner on a terminal, a line per step elsewhere).
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
 from r1tune.config import MethodConfig, ModelConfig
 from r1tune.data.formats import load_samples
@@ -41,6 +47,7 @@ from r1tune.train.memory import (
 )
 
 GLOBAL_BATCH = 32  # samples per optimizer step the guide recommends (32–128)
+MEASURED_STEPS = 3  # real training steps timed per recommendation when the model fits this machine
 LEARNING_RATES = {"full": 1e-5, "freeze": 5e-5, "lora": 2e-4, "dora": 2e-4, "qlora": 2e-4, "ia3": 3e-3,
                   "prefix": 1e-2, "prompt": 3e-2, "ptuning": 1e-3}
 
@@ -92,8 +99,9 @@ def domain_perplexity(model_path: str, tokenizer, data: str, n: int = 32) -> flo
     """Perplexity of the base model on the answers of `n` samples: how new the domain is to it."""
     model = load_model(ModelConfig(name_or_path=model_path, dtype="float32")).eval()
     samples, _ = load_samples(data, on_error="skip")
-    toks = [tokenize_training(tokenizer, render_training(tokenizer, s.messages, s.reasoning), 1024, s.source)
-            for s in samples[:n]]
+    # a long prompt is cut from the left (not skipped, not an error): the answer is what is measured
+    toks = [tokenize_training(tokenizer, render_training(tokenizer, s.messages, s.reasoning), 1024, s.source,
+                              truncate="left") for s in samples[:n]]
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(toks), 8):
@@ -228,24 +236,74 @@ def estimate_time(s: Setting, model: str, data: str, prof: DataProfile, n_params
                   measure: bool) -> tuple[float | None, str]:
     """Hours per epoch from the throughput of 3 real steps (when the model fits here), else from FLOPs."""
     if measure:
-        import subprocess
-        import sys
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-m", "r1tune.cli", "finetune", "--model", model, "--data", data, "--out", tmp,
                    "--method", s.method, "--batch-size", str(s.batch_size), "--max-length", str(s.max_length),
-                   "--max-steps", "3", "--set", "data.val_split=0", "--set", "data.on_error=skip",
-                   "--set", "train.save_every=1000",
+                   "--max-steps", str(MEASURED_STEPS), "--set", "data.val_split=0", "--set", "data.on_error=skip",
+                   "--set", "train.save_every=1000", "--set", "train.log_every=1",
                    "--set", f"train.gradient_checkpointing={s.gradient_checkpointing}"]
-            run = subprocess.run(cmd, capture_output=True, text=True)
+            returncode = run_showing_steps(cmd, Path(tmp) / "metrics.jsonl",
+                                           f"advise: measuring {s.method} (micro-batch {s.batch_size}, "
+                                           f"max_length {s.max_length})")
             prov = Path(tmp) / "final" / "provenance.json"
-            if run.returncode == 0 and prov.exists():
+            if returncode == 0 and prov.exists():
                 tps = json.loads(prov.read_text())["training"]["tokens_per_s"]
                 return prof.tokens_per_epoch / (tps * gpus) / 3600, f"measured {tps:,.0f} tokens/s over 3 steps here"
     # 6 FLOPs per parameter per token (forward + backward), at 40% of an A100's 312 bf16 TFLOP/s
     flops = 6 * n_params * prof.tokens_per_epoch
     return flops / (0.4 * 312e12 * gpus) / 3600, "FLOPs estimate at 40% MFU of A100-class GPUs"
+
+
+def run_showing_steps(cmd: list[str], metrics: Path, label: str, poll_s: float = 0.5) -> int:
+    """Run a `finetune --max-steps N` child, showing on stderr which step it is on (read from the train lines of
+    its metrics.jsonl) and the time elapsed: a spinner on a terminal, else a line as each step finishes. Its own
+    output goes to a temporary file (not a pipe nobody reads, which would stall it). Returns its exit code."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    start, shown = time.perf_counter(), 0
+    terminal = sys.stderr.isatty()
+    if not terminal:
+        console.print(f"{label}: loading the model, then {MEASURED_STEPS} steps")
+    status = console.status(f"{label}: loading the model") if terminal else None
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if status:
+            status.start()
+        try:
+            while True:
+                finished = child.poll() is not None
+                done = _train_steps_logged(metrics)
+                elapsed = _clock(time.perf_counter() - start)
+                if status:
+                    step = ("loading the model" if not done else "finishing" if done >= MEASURED_STEPS
+                            else f"step {done + 1}/{MEASURED_STEPS}")
+                    status.update(f"{label}: {step} ({elapsed})")
+                for k in range(shown + 1, done + 1) if not terminal else ():
+                    console.print(f"  step {k}/{MEASURED_STEPS} done ({elapsed})")
+                shown = done
+                if finished:
+                    break
+                time.sleep(poll_s)
+        finally:
+            if status:
+                status.stop()
+            if child.poll() is None:  # interrupted: do not leave a training process behind
+                child.kill()
+                child.wait()
+    if child.returncode:
+        console.print(f"  the measurement failed (exit {child.returncode}): time falls back to a FLOPs estimate")
+    return child.returncode
+
+
+def _train_steps_logged(metrics: Path) -> int:
+    try:
+        return metrics.read_text(encoding="utf-8").count('"split": "train"')
+    except OSError:
+        return 0
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
 
 
 def _meta_params(model_config):

@@ -19,20 +19,23 @@ from r1tune.annotate.labelstudio import label_config, make_tasks, write_json
 from r1tune.annotate.predict import model_predictor
 from r1tune.annotate.schema import load_schema
 from r1tune.errors import R1TuneError
+from r1tune.files import check_outputs, write_text
 
 
 def write_label_config(schema_path: str | Path, out: str | Path | None = None) -> str:
     """The labeling config XML, written to `out` (returned as the printout when `out` is None)."""
+    if out is not None:
+        check_outputs([out], inputs=[schema_path])
     xml = label_config(load_schema(schema_path))
     if out is None:
         return xml.rstrip("\n")
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(xml, encoding="utf-8")
+    write_text(out, xml)
     return f"wrote Label Studio labeling config to {out}"
 
 
 def write_tasks(data: str | Path, schema_path: str | Path, out: str | Path, model: str | Path | None = None,
                 field: str | None = None, max_new_tokens: int = 1024, batch_size: int = 8) -> str:
+    check_outputs([out], inputs=[data, schema_path])
     schema = load_schema(schema_path)
     predictor, version = None, "r1tune"
     if model is not None:
@@ -66,6 +69,7 @@ def import_annotations(export: str | Path, schema_path: str | Path, out: str | P
 
 
 def report_agreement(export: str | Path, schema_path: str | Path, out: str | Path | None = None) -> str:
+    check_outputs([out], inputs=[export, schema_path])
     report = agreement_report(export, load_schema(schema_path))
     text = format_report(report)
     if out is not None:

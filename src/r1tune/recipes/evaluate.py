@@ -29,8 +29,8 @@ from pathlib import Path
 from r1tune.config import EvaluateConfig
 from r1tune.errors import R1TuneError
 from r1tune.evaluate.bootstrap import MetricStats, confidence_interval, paired_difference, resample_weights
-from r1tune.evaluate.business import read_feedback, run_checks, satisfaction
-from r1tune.evaluate.generate import generate
+from r1tune.evaluate.business import read_feedback, require_code_allowed, run_checks, satisfaction
+from r1tune.evaluate.generate import generate, generation_progress
 from r1tune.evaluate.items import load_items, predictions_outputs
 from r1tune.evaluate.report import render_report
 from r1tune.evaluate.scoring import (
@@ -45,6 +45,7 @@ from r1tune.evaluate.scoring import (
 )
 from r1tune.evaluate.speed import latency_summary, measure_latency, throughput
 from r1tune.evaluate.verifiable import verifiable_match
+from r1tune.files import check_outputs, replaced, write_text
 from r1tune.model import methods
 from r1tune.model.runs import load_for_inference, resolve_run
 from r1tune.model.template import RESOURCES
@@ -94,15 +95,36 @@ def plan_systems(cfg: EvaluateConfig) -> list[System]:
 # ---------------------------------------------------------------- generation
 
 
+def task_of(items: list[EvalItem], cfg: EvaluateConfig) -> str:
+    return cfg.task if cfg.task != "auto" else detect_task(items, cfg.labels)
+
+
+def new_token_cap(items: list[EvalItem], cfg: EvaluateConfig, tokenizer) -> tuple[int, str]:
+    """(max_new_tokens on the test set, how it was chosen) for the start line. Auto for classification: the
+    longest label in tokens + the reasoning budget — else a random-init or rambling model writes the full open
+    cap for every prompt (500 prompts ran past 15 minutes on a CPU)."""
+    g = cfg.generation
+    if g.max_new_tokens:
+        return g.max_new_tokens, "set by --max-new-tokens / generation.max_new_tokens"
+    task = task_of(items, cfg)
+    labels = cfg.labels or sorted({item.label for item in items if item.label})
+    if task == "classification" and labels:
+        longest = max(len(tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels)
+        return longest + g.reasoning_budget, (f"labels ≤ {longest} tokens + {g.reasoning_budget} reasoning budget; "
+                                              "set --max-new-tokens to change")
+    return g.open_max_new_tokens, f"the {task} default; set --max-new-tokens to change"
+
+
 def generate_outputs(model, tokenizer, items: list[EvalItem], cfg: EvaluateConfig, max_new_tokens: int,
-                     draws: int) -> tuple[list[list[Output]], float]:
-    """Each prompt `draws` times, in one batched pass; (outputs per item, wall seconds)."""
+                     draws: int, label: str) -> tuple[list[list[Output]], float]:
+    """Each prompt `draws` times, in one batched pass, with a progress line; (outputs per item, wall seconds)."""
     g = cfg.generation
     conversations = [item.messages for item in items for _ in range(draws)]
     t0 = time.perf_counter()
-    generations = generate(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
-                           do_sample=g.sampling == "r1", temperature=g.temperature, top_p=g.top_p,
-                           batch_size=g.batch_size, seed=g.seed)
+    with generation_progress(label, len(conversations)) as advance:
+        generations = generate(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
+                               do_sample=g.sampling == "r1", temperature=g.temperature, top_p=g.top_p,
+                               batch_size=g.batch_size, seed=g.seed, on_batch=advance)
     seconds = time.perf_counter() - t0
     outputs = [Output(x.text, x.parsed, x.new_tokens) for x in generations]
     return [outputs[k * draws:(k + 1) * draws] for k in range(len(items))], seconds
@@ -116,20 +138,23 @@ def run_model(system: System, items: list[EvalItem], general: list[EvalItem] | N
     model, tokenizer = load_for_inference(system.path, dtype=cfg.generation.dtype, base=system.base)
     model, merged = methods.merge_if_possible(model) if cfg.generation.merge_adapter else (model, False)
     g = cfg.generation
-    outputs, seconds = generate_outputs(model, tokenizer, items, cfg, g.max_new_tokens, draws)
+    cap, why = new_token_cap(items, cfg, tokenizer)
+    console.print(f"  generating up to {cap} new tokens: {why}", soft_wrap=True)
+    outputs, seconds = generate_outputs(model, tokenizer, items, cfg, cap, draws, f"  {system.name}")
     speed = throughput([o for outs in outputs for o in outs], seconds)
     latency = {"requests": 0}
     if g.latency_requests:
         timings = measure_latency(model, tokenizer, [i.messages for i in items[:g.latency_requests]],
-                                  max_new_tokens=g.max_new_tokens, do_sample=g.sampling == "r1",
+                                  max_new_tokens=cap, do_sample=g.sampling == "r1",
                                   temperature=g.temperature, top_p=g.top_p, seed=g.seed)
         latency = latency_summary([t["seconds"] for t in timings])
         latency["tokens_per_s"] = sum(t["new_tokens"] for t in timings) / sum(t["seconds"] for t in timings)
         latency["chars_per_s"] = sum(t["chars"] for t in timings) / sum(t["seconds"] for t in timings)
     general_outputs = None
     if general:
-        general_outputs, _ = generate_outputs(model, tokenizer, general, cfg,
-                                              cfg.general.max_new_tokens or g.max_new_tokens, draws)
+        general_outputs, _ = generate_outputs(model, tokenizer, general, cfg, cfg.general.max_new_tokens
+                                              or g.max_new_tokens or g.open_max_new_tokens, draws,
+                                              f"  {system.name} general set")
     del model
     gc.collect()
     return {"outputs": outputs, "speed": speed, "latency": latency, "general": general_outputs,
@@ -175,7 +200,8 @@ def business_stats(items: list[EvalItem], outputs: list[list[Output]], cfg: Eval
         return {}
     samples = [{**item.meta, "id": item.id, "prompt": item.prompt, "reference": item.reference, "label": item.label}
                for item in items for _ in outputs[0]]
-    verdicts = run_checks([o.answer for outs in outputs for o in outs], samples, cfg.business.checks)
+    verdicts = run_checks([o.answer for outs in outputs for o in outs], samples, cfg.business.checks,
+                          cfg.business.allow_code)
     draws = len(outputs[0])
     stats = {}
     for name, passed in verdicts.items():
@@ -237,8 +263,7 @@ def worst_regressions(items: list[EvalItem], base: dict, cand: dict, key: str, l
 
 
 def write_predictions(folder: Path, name: str, items: list[EvalItem], run: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as f:
+    with replaced(folder / f"{name}.jsonl") as f:
         for item, outs, scores in zip(items, run["outputs"], run["score"].items):
             record = {"id": item.id, "prompt": item.prompt, "reference": item.reference, "label": item.label,
                       "prediction": outs[0].text, "answer": outs[0].answer, "reasoning": outs[0].parsed.reasoning,
@@ -263,18 +288,24 @@ def _schema(value) -> dict | None:
 def evaluate(cfg: EvaluateConfig) -> dict:
     from rich.console import Console
 
-
     console = Console(stderr=False)
     if cfg.generation.threads:
         import torch
 
         torch.set_num_threads(cfg.generation.threads)
     out = Path(cfg.out)
+    require_code_allowed(cfg.business.checks, cfg.business.allow_code)  # before any model loads or generates
     systems = plan_systems(cfg)
+    predictions = out / "predictions"
+    # refused now, not after an hour of generation: an output that is one of the inputs
+    check_outputs([out / "metrics.json", out / "report.html", *predictions.glob("*.jsonl"),
+                   *(predictions / f"{s.name}.jsonl" for s in systems)],
+                  inputs=[cfg.data or None, cfg.general.data, cfg.business.feedback, *cfg.general.predictions.values(),
+                          *(s.path for s in systems if s.kind == "predictions")])
     draws = cfg.generation.num_samples if cfg.generation.sampling == "r1" else 1
 
     # 1. test samples
-    items = load_items(cfg.data, cfg.format, cfg.max_samples) if cfg.data else None
+    items = load_items(cfg.data, cfg.format, cfg.max_samples, cfg.encoding, cfg.columns) if cfg.data else None
     if items is None and systems[0].kind == "model":
         raise R1TuneError("no test set: give --data")
     general = None
@@ -297,7 +328,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     assert items is not None
 
     # 3. metrics
-    task = cfg.task if cfg.task != "auto" else detect_task(items, cfg.labels)
+    task = task_of(items, cfg)
     metrics = list(cfg.metrics or DEFAULT_METRICS[task])
     if task == "structured" and cfg.json_schema is not None and "schema_valid" not in metrics:
         metrics.append("schema_valid")
@@ -362,15 +393,15 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if cfg.business.feedback:
-
         results["feedback"] = satisfaction(read_feedback(cfg.business.feedback, cfg.business.feedback_field,
                                                          cfg.business.system_field), b.resamples, b.confidence, b.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in (out / "predictions").glob("*.jsonl"):  # a rerun with other systems must not leave old outputs
-        stale.unlink()
+    predictions = out / "predictions"
     for name, run in runs.items():
-        write_predictions(out / "predictions", name, items, run)
-    (out / "metrics.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
+        write_predictions(predictions, name, items, run)
+    for stale in predictions.glob("*.jsonl"):  # a rerun with other systems must not leave old outputs
+        if stale.stem not in runs:
+            stale.unlink()
+    write_text(out / "metrics.json", json.dumps(results, ensure_ascii=False, indent=1))
     human = json.loads((out / "human.json").read_text(encoding="utf-8")) if (out / "human.json").exists() else None
     if human and {human.get("baseline"), human.get("candidate")} - set(results["systems"]):
         human = None  # ratings of systems this evaluation no longer has
@@ -406,3 +437,10 @@ def print_summary(results: dict, console) -> None:
     if any(v is not None for v in speeds):
         table.add_row("tokens/s", *("–" if v is None else f"{v:.1f}" for v in speeds))
     console.print(table)
+    unclosed = {n: results["by_system"][n].get("unclosed_think") for n in results["systems"]}
+    if any(u and u["count"] for u in unclosed.values()):
+        console.print("think block never closed (the output is all reasoning; its answer scores as empty): "
+                      + ", ".join(f"{n} {u['count']} of {u['outputs']} ({u['share']:.1%})"
+                                  for n, u in unclosed.items() if u)
+                      + " — a model tuned on data without traces must learn to close it (data.reasoning: auto or "
+                      "empty); a long trace may need a larger generation.max_new_tokens")

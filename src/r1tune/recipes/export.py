@@ -23,12 +23,11 @@ from r1tune.config import MergeConfig, ModelConfig, QuantizeConfig
 from r1tune.errors import R1TuneError
 from r1tune.export.merge import (
     check_prompt_ids,
+    check_replaceable,
     compare_logits,
     copy_run_files,
     merge_run,
-    prepare_out,
     prompt_logits,
-    publish,
     vllm_layout_problems,
     weight_files,
 )
@@ -44,6 +43,7 @@ from r1tune.export.quantize import (
     metric_change,
     quantize_and_save,
 )
+from r1tune.files import replaced_folder, write_text
 from r1tune.model.load import load_tokenizer
 from r1tune.model.runs import resolve_run
 
@@ -79,51 +79,51 @@ def quantize_run(cfg: QuantizeConfig) -> dict:
     source = full_precision_source(run)
     out = Path(cfg.out) if cfg.out else default_int8_dir(run)
     backend = choose_backend(cfg.backend)
+    check_replaceable(out, "quantize_report.json", [run.folder, source, cfg.data])
     tokenizer = load_tokenizer(ModelConfig(name_or_path=str(source)))
     eval_set = evaluation_set(run, cfg.data, tokenizer, cfg.max_samples)  # fail on bad data before the slow part
 
-    tmp = prepare_out(out, "quantize_report.json")
-    described = quantize_and_save(source, tmp, backend)
-    tokenizer.save_pretrained(tmp)
-    copy_run_files(source if (source / "provenance.json").exists() else run.folder, tmp,
-                   {"kind": "int8", "from": str(source), "backend": described})
+    with replaced_folder(out) as tmp:
+        described = quantize_and_save(source, tmp, backend)
+        tokenizer.save_pretrained(tmp)
+        copy_run_files(source if (source / "provenance.json").exists() else run.folder, tmp,
+                       {"kind": "int8", "from": str(source), "backend": described})
 
-    parameters = count_parameters(source)
-    int8_bytes = sum(weight_files(tmp).values())
-    sizes = {"int8_bytes": int8_bytes, "parameters": parameters, "fp32_bytes": parameters * 4,
-             "bf16_bytes": parameters * 2, "source_bytes": sum(weight_files(source).values()),
-             "ratio_vs_fp32": int8_bytes / (parameters * 4), "ratio_vs_bf16": int8_bytes / (parameters * 2)}
-    sizes["smaller_than_fp32_pct"] = 100 * (1 - sizes["ratio_vs_fp32"])
-    sizes["smaller_than_bf16_pct"] = 100 * (1 - sizes["ratio_vs_bf16"])
+        parameters = count_parameters(source)
+        int8_bytes = sum(weight_files(tmp).values())
+        sizes = {"int8_bytes": int8_bytes, "parameters": parameters, "fp32_bytes": parameters * 4,
+                 "bf16_bytes": parameters * 2, "source_bytes": sum(weight_files(source).values()),
+                 "ratio_vs_fp32": int8_bytes / (parameters * 4), "ratio_vs_bf16": int8_bytes / (parameters * 2)}
+        sizes["smaller_than_fp32_pct"] = 100 * (1 - sizes["ratio_vs_fp32"])
+        sizes["smaller_than_bf16_pct"] = 100 * (1 - sizes["ratio_vs_bf16"])
 
-    prompts = check_prompt_ids(tokenizer)
-    full_model = load_full(source)
-    full_logits = prompt_logits(full_model, prompts)
-    full_metrics = measure(full_model, tokenizer, eval_set, cfg.max_new_tokens, cfg.batch_size)
-    del full_model
-    gc.collect()
-    int8_model = load_int8(tmp)  # the round trip: what was written, loaded by plain transformers
-    round_trip = compare_logits(full_logits, prompt_logits(int8_model, prompts))
-    int8_metrics = measure(int8_model, tokenizer, eval_set, cfg.max_new_tokens, cfg.batch_size)
-    quantized = sorted({type(p).__name__ for p in int8_model.parameters()} - {"Parameter"})
-    kept_float = sorted(n for n, p in int8_model.named_parameters() if type(p).__name__ == "Parameter")
-    del int8_model
+        prompts = check_prompt_ids(tokenizer)
+        full_model = load_full(source)
+        full_logits = prompt_logits(full_model, prompts)
+        full_metrics = measure(full_model, tokenizer, eval_set, cfg.max_new_tokens, cfg.batch_size)
+        del full_model
+        gc.collect()
+        int8_model = load_int8(tmp)  # the round trip: what was written, loaded by plain transformers
+        round_trip = compare_logits(full_logits, prompt_logits(int8_model, prompts))
+        int8_metrics = measure(int8_model, tokenizer, eval_set, cfg.max_new_tokens, cfg.batch_size)
+        quantized = sorted({type(p).__name__ for p in int8_model.parameters()} - {"Parameter"})
+        kept_float = sorted(n for n, p in int8_model.named_parameters() if type(p).__name__ == "Parameter")
+        del int8_model
 
-    change = metric_change(full_metrics, int8_metrics)
-    classification = "accuracy" in full_metrics
-    report = {
-        "scheme": "int8 weight-only", "backend": described, "source": str(source),
-        "sizes": sizes,
-        "evaluation": {"data": eval_set["source"], "samples": len(eval_set["tokenized"]),
-                       "kind": "classification" if classification else "token",
-                       "generation": f"greedy, max_new_tokens {cfg.max_new_tokens}" if classification else None,
-                       **change, "metrics": {"full_precision": full_metrics, "int8": int8_metrics}},
-        "round_trip": {"reloaded_with": "transformers AutoModelForCausalLM.from_pretrained", **round_trip,
-                       "quantized_tensor_types": quantized, "kept_in_float": len(kept_float)},
-        "vllm_layout_problems": vllm_layout_problems(tmp, quantized=True),
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    (tmp / "quantize_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    publish(tmp, out)
+        change = metric_change(full_metrics, int8_metrics)
+        classification = "accuracy" in full_metrics
+        report = {
+            "scheme": "int8 weight-only", "backend": described, "source": str(source),
+            "sizes": sizes,
+            "evaluation": {"data": eval_set["source"], "samples": len(eval_set["tokenized"]),
+                           "kind": "classification" if classification else "token",
+                           "generation": f"greedy, max_new_tokens {cfg.max_new_tokens}" if classification else None,
+                           **change, "metrics": {"full_precision": full_metrics, "int8": int8_metrics}},
+            "round_trip": {"reloaded_with": "transformers AutoModelForCausalLM.from_pretrained", **round_trip,
+                           "quantized_tensor_types": quantized, "kept_in_float": len(kept_float)},
+            "vllm_layout_problems": vllm_layout_problems(tmp, quantized=True),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        write_text(tmp / "quantize_report.json", json.dumps(report, indent=1, ensure_ascii=False))
     report["out"] = str(out)
     return report

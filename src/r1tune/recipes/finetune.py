@@ -17,27 +17,25 @@ from pathlib import Path
 
 import peft  # noqa: F401  (imported before the memory baseline: a library is not training memory)
 import torch
-from accelerate import Accelerator, DistributedType
-from accelerate.state import AcceleratorState
+from accelerate import DistributedType
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import set_seed
 
 from r1tune.config import FinetuneConfig, dump_config
 from r1tune.data.io import write_jsonl
 from r1tune.errors import R1TuneError
-from r1tune.model.load import load_model, load_tokenizer
+from r1tune.model.load import load_tokenizer
 from r1tune.model.methods import (
     add_hidden_dropout,
     apply_method,
     count_parameters,
     decoder_layers,
     load_trainable_state,
-    quantization_config,
     trainable_state,
 )
 from r1tune.model.runs import library_versions, write_final
 from r1tune.model.template import resolve_template, template_hash, template_name
-from r1tune.train.checkpoint import kill_if_asked, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
+from r1tune.train.checkpoint import kill_if_asked, latest_checkpoint, resume_latest, rng_state, save_checkpoint
 from r1tune.train.data import BatchStream, TrainingData, collate, load_training_data, token_capped_pieces
 from r1tune.train.distributed import all_reduce_gradients, gather_objects
 from r1tune.train.loss import evaluate_loss, sharded_loss, target_loss
@@ -46,14 +44,12 @@ from r1tune.train.memory import (
     micro_batch_token_cap,
     parse_memory,
     peak_memory,
-    process_memory,
-    reset_peak_memory,
-    return_freed_memory_to_os,
 )
 from r1tune.train.monitor import EarlyStopping, MetricsLog, plot_metrics, truncate_metrics
 from r1tune.train.optim import param_groups
 from r1tune.train.precision import resolve_precision
 from r1tune.train.schedule import effective_warmup, make_scheduler
+from r1tune.train.setup import enable_gradient_checkpointing, load_base, prepare_process, start_accelerator
 
 
 def provenance(cfg: FinetuneConfig, template: str, data: TrainingData, step: int, stop_reason: str | None) -> dict:
@@ -62,10 +58,44 @@ def provenance(cfg: FinetuneConfig, template: str, data: TrainingData, step: int
         "base_model": cfg.model.name_or_path, "revision": cfg.model.revision, "method": cfg.method.name,
         "quantization": cfg.method.quant_type if cfg.method.name == "qlora" else None,
         "template": template_name(template), "template_hash": template_hash(template),
-        "reasoning": cfg.data.reasoning, "data_hash": data.data_hash, "train_samples": len(data.train),
-        "validation_samples": len(data.validation), "skipped": len(data.skipped), "steps": step,
+        "reasoning": cfg.data.reasoning, "reasoning_plan": data.reasoning, "data_hash": data.data_hash,
+        "train_samples": len(data.train), "validation_samples": len(data.validation), "skipped": len(data.skipped),
+        "truncate": cfg.data.truncate, "prompt_too_long": data.prompt_too_long, "prompt_cut": data.prompt_cut,
+        "steps": step,
         "stop_reason": stop_reason, "versions": library_versions(),
     }
+
+
+def data_counts(data: TrainingData) -> str:
+    """The start line's account of the data: what was left out, cut, or lacks a trace."""
+    skipped = f"{len(data.skipped)} skipped"
+    if data.prompt_too_long:
+        fix = "set data.truncate=left to keep them cut from the left, or raise data.max_length"
+        skipped += (f" (prompt longer than max_length: {fix})" if data.prompt_too_long == len(data.skipped)
+                    else f" ({data.prompt_too_long} with a prompt longer than max_length: {fix})")
+    cut = f", {data.prompt_cut} prompts cut from the left" if data.prompt_cut else ""
+    return f"{skipped}, {data.truncated} truncated{cut}, {data.without_reasoning} without a trace"
+
+
+def reasoning_line(plan: dict) -> str:
+    """What samples with and without a trace train, said so that the user sees the choice and how to change it."""
+    n, traced, traceless = plan["with_trace"] + plan["without_trace"], plan["with_trace"], plan["without_trace"]
+    line = f"reasoning (data.reasoning={plan['setting']}): {traced} of {n} training samples have a trace"
+    if traced:
+        line += " (trained)" if plan["traced"] == "keep" else f" (not trained: {plan['traced']})"
+    if not traceless:
+        return line
+    line += f"; the {traceless} without one "
+    if plan["traceless"] == "empty":
+        line += ("train the empty think block `<think>\\n\\n</think>\\n\\n` before their answer, so the model learns "
+                 "to close the block itself")
+        return line + (" — set data.reasoning=drop to train only their answers" if plan["setting"] == "auto" else "")
+    line += "train only their answer, after an untrained empty think block"
+    if 2 * traceless > n:  # only an explicit keep / drop gets here: auto would have trained the block
+        return (line + " — most samples lack a trace, so the model may never learn to write </think> and leave "
+                "its answers inside the think block: data.reasoning=auto (or empty) trains them to close it")
+    return line + (" (the traced samples teach closing the block) — set data.reasoning=empty to train every "
+                   "sample to answer without reasoning" if plan["setting"] == "auto" else "")
 
 
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
@@ -74,16 +104,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     ckpt_root = out / "checkpoints"
     if not resume and latest_checkpoint(ckpt_root) is not None:
         raise R1TuneError(f"{out} already holds checkpoints: pass --resume to continue, or choose another --out")
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    if not torch.cuda.is_available():
-        return_freed_memory_to_os()  # else glibc keeps freed activations resident (see train/memory.py)
+    prepare_process(tc.threads)
     dtype, mixed_precision = resolve_precision(cfg)
-    # accelerate keeps one process-wide state and refuses a second precision in the same process (a notebook,
-    # the quickstart, a sweep): each run starts from a clean state; the process group itself is kept
-    AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(mixed_precision=mixed_precision,
-                              cpu=not torch.cuda.is_available())  # cpu=True: several CPU processes use gloo
+    accelerator = start_accelerator(mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     # FSDP / DeepSpeed shard the parameters: the model must run inside accelerate's wrapper there
     sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
@@ -99,26 +122,11 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
         dump_config(cfg, out / "config.yaml")
 
     # model, wrapped for the method
-    quantization = quantization_config(cfg.method)
-    extra = {"quantization_config": quantization, "device_map": {"": accelerator.device}} if quantization else {}
-    if cfg.model.attention_dropout is not None:
-        extra["attention_dropout"] = cfg.model.attention_dropout
-    if quantization is not None:
-        import bitsandbytes  # noqa: F401  (same reason as peft above)
-    memory_before_model = process_memory()
-    model = load_model(cfg.model.model_copy(update={"dtype": dtype}), **extra)
-    if not torch.cuda.is_available():  # weights load memory-mapped: make them resident, as training soon will
-        with torch.no_grad():
-            for p in model.parameters():
-                p.sum()
-    # loading has its own transient peak (a checkpoint stored in fp32 and loaded in bf16 is briefly in memory
-    # twice): reported apart, so the training peak is the one the memory estimate is about
-    load_peak = peak_memory(memory_before_model)
-    reset_peak_memory()
+    loaded = load_base(cfg.model, cfg.method, dtype, accelerator.device)
+    model, memory_before_model, load_peak = loaded.model, loaded.memory_before_model, loaded.load_peak
     n_layers = len(decoder_layers(model))
-    if tc.gradient_checkpointing and cfg.method.name not in ("qlora", "prefix"):  # qlora: done by peft's prep
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()  # else LoRA on a frozen embedding gets no gradient
+    if tc.gradient_checkpointing:
+        enable_gradient_checkpointing(model, cfg.method.name)
     model = apply_method(model, cfg.method, tc.gradient_checkpointing, tokenizer_path=cfg.model.name_or_path)
     if cfg.model.hidden_dropout:
         add_hidden_dropout(model, cfg.model.hidden_dropout)
@@ -148,14 +156,12 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     step, micro, stop_reason = 0, 0, None
 
     if resume:
-        ckpt = latest_checkpoint(ckpt_root)
-        if ckpt is None:
-            raise R1TuneError(f"--resume: no complete checkpoint in {ckpt_root}")
-        weights, state = load_checkpoint(ckpt, optimizer, scheduler, rank)
+        ckpt, weights, state = resume_latest(ckpt_root, optimizer, scheduler, rank)
         load_trainable_state(accelerator.unwrap_model(model), weights)
         step, micro = state["step"], state["micro_batches"]
         early = EarlyStopping(**state["early_stopping"])
         if accelerator.is_main_process:
+            print(f"resumed from step {step} ({ckpt.relative_to(out)})")
             truncate_metrics(out / "metrics.jsonl", step)
     elif accelerator.is_main_process:
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -164,8 +170,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> dict:
     if accelerator.is_main_process:
         print(f"r1tune finetune: {cfg.method.name} on {cfg.model.name_or_path} — {trainable:,} of {total:,} "
               f"parameters train; {len(data.train)} train / {len(data.validation)} validation samples"
-              f" ({len(data.skipped)} skipped, {data.truncated} truncated, {data.without_reasoning} without a trace);"
-              f" {total_steps} steps, warmup {effective_warmup(tc.warmup_steps, total_steps)}")
+              f" ({data_counts(data)}); {total_steps} steps, warmup {effective_warmup(tc.warmup_steps, total_steps)}"
+              f"\n  {reasoning_line(data.reasoning)}")
     pad_id = tokenizer.pad_token_id
     piece_tokens = micro_batch_token_cap(tc.max_micro_batch_tokens)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -17,6 +17,7 @@ from pathlib import Path
 from r1tune.errors import R1TuneError
 from r1tune.evaluate.human import export_sheet, human_report, read_filled
 from r1tune.evaluate.report import render_report
+from r1tune.files import check_outputs, write_text
 
 
 def export_sheets(evaluation: str | Path, out: str | Path, systems: list[str] | None = None, n: int | None = None,
@@ -39,15 +40,17 @@ def import_sheets(sheet_dir: str | Path, filled: list[str | Path], resamples: in
     if missing:
         raise R1TuneError(f"filled sheet not found: {', '.join(missing)}")
     key = json.loads((sheet_dir / "key.json").read_text(encoding="utf-8"))
+    eval_dir = Path(key["evaluation"])
+    check_outputs([sheet_dir / "human.json", eval_dir / "human.json", eval_dir / "report.html"],
+                  inputs=[sheet_dir / "key.json", *filled])
     judgements = [j for path in filled for j in read_filled(path)]
     if not judgements:
         raise R1TuneError("the filled sheets hold no ratings")
     summary = human_report(key, judgements, resamples=resamples, seed=seed)
     text = json.dumps(summary, ensure_ascii=False, indent=1)
-    (sheet_dir / "human.json").write_text(text, encoding="utf-8")
-    eval_dir = Path(key["evaluation"])
+    write_text(sheet_dir / "human.json", text)
     if (eval_dir / "metrics.json").exists():
-        (eval_dir / "human.json").write_text(text, encoding="utf-8")
+        write_text(eval_dir / "human.json", text)
         results = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
         render_report(results, eval_dir / "report.html", human=summary)
         summary["report"] = str(eval_dir / "report.html")

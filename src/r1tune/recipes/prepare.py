@@ -11,10 +11,15 @@ Every step streams, writes OUT/NN-step.jsonl and a log next to it (one line per 
 added record, with source and reason), and prints its counts. The quality report (OUT/quality.json,
 OUT/report.md) covers the data as it will be trained on, plus the pipeline's counts and any leakage.
 A crossed quality threshold fails the run (exit code 2) after everything has been written.
+
+Nothing is destroyed: before anything runs, every file the pipeline will write (`pipeline_outputs`) is
+checked against its input files (none may be one, in any spelling), and each file is written beside its
+target and renamed into place when complete (r1tune.files).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -29,28 +34,69 @@ from r1tune.config import (
 from r1tune.data.augment import augment_file
 from r1tune.data.clean import clean_file, load_rules_file
 from r1tune.data.convert import convert_file
+from r1tune.data.io import reading_as
 from r1tune.data.lang import tag_file
 from r1tune.data.quality import check_file, write_report
-from r1tune.data.steplog import format_summary
+from r1tune.data.steplog import check_step_files, format_summary, log_path_for
 from r1tune.data.window import window_file
 from r1tune.errors import R1TuneError
+from r1tune.files import check_outputs, write_text
 
 
 class QualityGateFailed(R1TuneError):
-    """A configured quality threshold was crossed; the report says which and by how much."""
+    """The data failed the quality gate: a configured threshold was crossed, or no line of it can be trained on
+    (all unreadable, no known format); the report says which and by how much."""
 
 
 def _gate(report: dict, where: str) -> None:
     crossed = [t for t in report["thresholds"] if t["crossed"]]
+    reasons = list(report.get("failures", []))
     if crossed:
-        what = ", ".join(f"{t['rule']} {t['rate']:.2%} > {t['max_rate']:.2%}" for t in crossed)
-        raise QualityGateFailed(f"quality thresholds crossed: {what} (see {where})")
+        reasons.append("quality thresholds crossed: " + ", ".join(
+            f"{t['rule']} {t['rate']:.2%} > {t['max_rate']:.2%}" for t in crossed))
+    if reasons:
+        raise QualityGateFailed(f"{'; '.join(reasons)} (see {where})")
 
 
 # ------------------------------------------------------------------ the pipeline
 
+FILE_STEPS = ("clean", "convert", "dedupe", "window", "tag")  # the steps that write OUT/NN-step.jsonl, in order
+SPLIT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "split.log.jsonl", "leakage.jsonl")
+
+
+def pipeline_outputs(cfg: PrepareConfig) -> list[Path]:
+    """Every file the configured pipeline writes into its out folder (`run_prepare` writes no other)."""
+    out = Path(cfg.out)
+    names = [name for name in FILE_STEPS if getattr(cfg, name).enabled]
+    if cfg.augment.enabled and not cfg.split.enabled:
+        names.append("augment")
+    files = [out / "prepare-config.yaml", out / "summary.json"]
+    for n, name in enumerate(names, 1):
+        files += [out / f"{n:02d}-{name}.jsonl", out / f"{n:02d}-{name}.log.jsonl"]
+    if cfg.tag.enabled:
+        files.append(out / "tagging.json")
+    if cfg.check.enabled:
+        files += [out / "quality.json", out / "report.md", out / "problems.jsonl"]
+    if cfg.split.enabled:
+        files += [out / name for name in SPLIT_FILES]
+        if cfg.augment.enabled:
+            files += [out / "train-augmented.jsonl", out / "train-augmented.log.jsonl"]
+    return files
+
+
+def check_line(report: dict) -> str:
+    """The console line of the check, the same in the pipeline and alone: every line read counts."""
+    return (f"check: {report['records']} lines, {report['unreadable_records']} unreadable, "
+            f"{report['untrainable_records']} untrainable, {report['records_with_problems']} with problems")
+
+
 def run_prepare(cfg: PrepareConfig) -> dict:
     """Run every enabled step in order; returns {steps, report, files}."""
+    with reading_as(cfg.input, cfg.encoding, cfg.columns):  # for whichever step reads the input first
+        return _run_steps(cfg)
+
+
+def _run_steps(cfg: PrepareConfig) -> dict:
     from r1tune.data.dedup import dedupe_file, find_leakage
     from r1tune.data.split import split_file
 
@@ -58,8 +104,10 @@ def run_prepare(cfg: PrepareConfig) -> dict:
         raise R1TuneError("prepare: set `input` (the raw data file) in the config or with --set input=FILE")
     if not Path(cfg.input).exists():
         raise R1TuneError(f"prepare: input file not found: {cfg.input}")
+    spec = cfg.convert.spec if cfg.convert.enabled else None
+    dictionary = cfg.augment.dictionary if cfg.augment.enabled else None
+    check_outputs(pipeline_outputs(cfg), inputs=[cfg.input, spec, dictionary])
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "prepare-config.yaml")
     steps: list[dict] = []
     current = Path(cfg.input)
@@ -88,16 +136,15 @@ def run_prepare(cfg: PrepareConfig) -> dict:
     if cfg.tag.enabled:
         run("tag", tag_file, cfg.tag.add_tags, cfg.tag.tags, on_error=cfg.on_error)
         # Inference must tag prompts exactly as training did: record how, next to the data.
-        (out / "tagging.json").write_text(json.dumps(
+        write_text(out / "tagging.json", json.dumps(
             {"add_tags": cfg.tag.add_tags, "tags": cfg.tag.tags, "apply_with": "r1tune.data.lang.tag_prompt"},
-            ensure_ascii=False, indent=2), encoding="utf-8")
+            ensure_ascii=False, indent=2))
 
     report = None
     if cfg.check.enabled:
         report = check_file(current, out, cfg.check, cfg.clean.pii, on_error=cfg.on_error, write=False,
                             workers=cfg.workers)
-        print(f"check: {report['records']} records, {report['records_with_problems']} with problems — "
-              f"{'passed' if report['passed'] else 'FAILED'}")
+        print(f"{check_line(report)} — {'passed' if report['passed'] else 'FAILED'}")
 
     files = {"data": str(current)}
     leakage = None
@@ -122,7 +169,7 @@ def run_prepare(cfg: PrepareConfig) -> dict:
         files = {"data": str(current)}
 
     result = {"steps": steps, "files": files, "leakage": leakage}
-    (out / "summary.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_text(out / "summary.json", json.dumps(result, ensure_ascii=False, indent=2))
     if report is not None:
         report["pipeline"] = steps
         report["leakage"] = leakage
@@ -156,9 +203,23 @@ def step_settings(**given) -> PrepareConfig:
     return load_section(PrepareConfig, raw, "options")
 
 
+def reads_input(step):
+    """A single step whose IN is read with `encoding=` / `columns=` (--encoding, --columns; checked as the
+    pipeline's `encoding` / `columns`), by the step and its workers alike."""
+    @functools.wraps(step)
+    def run(inp, *args, encoding: str | None = None, columns: str | dict | None = None, **kwargs):
+        settings = step_settings(encoding=encoding, columns=columns)
+        with reading_as(inp, settings.encoding, settings.columns):
+            return step(inp, *args, **kwargs)
+
+    return run
+
+
+@reads_input
 def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str | None = None,
                workers: int | None = None) -> dict:
     settings = step_settings(on_error=on_error, workers=workers)
+    check_outputs([out, log_path_for(out)], inputs=[rules])
     config = load_rules_file(rules) if rules else settings.clean
     summary = _print(clean_file(inp, out, config, settings.on_error, workers=settings.workers))
     if summary["pii"]["found"]:
@@ -167,11 +228,14 @@ def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str | 
     return summary
 
 
+@reads_input
 def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: list[str] | None = None,
                label_field: str | None = None, thresholds: list[str] | None = None, workers: int | None = None) -> dict:
+    out_dir = Path(out_dir)
+    check_step_files([inp], [out_dir / "quality.json", out_dir / "report.md", out_dir / "problems.jsonl"],
+                     also_read=[config])
     prepare = None
     if config is not None:
-
         prepare = load_config(PrepareConfig, config)
     check = prepare.check if prepare else CheckConfig()
     updates = {}
@@ -185,8 +249,7 @@ def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: lis
         check = load_section(CheckConfig, {**check.model_dump(), **updates}, "check options")
     workers = workers if workers is not None else (prepare or step_settings()).workers
     report = check_file(inp, out_dir, check, prepare.clean.pii if prepare else None, workers=workers)
-    print(f"check: {report['records']} records, {report['records_with_problems']} with problems; "
-          f"report: {Path(out_dir) / 'report.md'}")
+    print(f"{check_line(report)}; report: {Path(out_dir) / 'report.md'}")
     for section, rules in report["sections"].items():
         found = ", ".join(f"{rule} {r['count']}" for rule, r in rules.items() if r["count"])
         if found:
@@ -195,6 +258,7 @@ def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: lis
     return report
 
 
+@reads_input
 def dedupe_step(inp: Path, out: Path, near: bool = False, semantic: bool = False,
                 near_threshold: float | None = None, semantic_threshold: float | None = None) -> dict:
     from r1tune.data.dedup import dedupe_file
@@ -204,22 +268,26 @@ def dedupe_step(inp: Path, out: Path, near: bool = False, semantic: bool = False
     return _print(dedupe_file(inp, out, cfg))
 
 
+@reads_input
 def convert_step(inp: Path, out: Path, kind: str, spec: Path) -> dict:
     return _print(convert_file(inp, out, kind, spec))
 
 
+@reads_input
 def window_step(inp: Path, out: Path, model: str, window: int | None = None, stride: int | None = None,
                 field: str | None = None) -> dict:
     cfg = step_settings(window={"model": model, "window": window, "stride": stride, "field": field}).window
     return _print(window_file(inp, out, cfg.model, cfg.window, cfg.stride, cfg.field))
 
 
+@reads_input
 def tag_step(inp: Path, out: Path, add_tags: bool = False) -> dict:
     summary = _print(tag_file(inp, out, add_tags))
     print("languages: " + ", ".join(f"{k} {v}" for k, v in summary["languages"].items()))
     return summary
 
 
+@reads_input
 def augment_step(inp: Path, out: Path, ratio: float | None = None, dictionary: Path | None = None,
                  seed: int | None = None, swap: float | None = None, delete: float | None = None) -> dict:
     cfg = step_settings(augment={"enabled": True, "ratio": ratio, "seed": seed, "swap": swap, "delete": delete,
@@ -227,6 +295,7 @@ def augment_step(inp: Path, out: Path, ratio: float | None = None, dictionary: P
     return _print(augment_file(inp, out, cfg))
 
 
+@reads_input
 def split_step(inp: Path, out_dir: Path, train: float | None = None, validation: float | None = None,
                test: float | None = None, seed: int | None = None, label_field: str | None = None,
                group_field: str | None = None) -> dict:

@@ -19,6 +19,7 @@ from pathlib import Path
 from r1tune.config import FinetuneConfig, MethodConfig, TrainConfig
 from r1tune.data.formats import load_samples
 from r1tune.evaluate.classification import score_generations
+from r1tune.files import write_text
 from r1tune.model.template import RESOURCES
 from r1tune.model.tiny import make_tiny_model
 
@@ -72,7 +73,7 @@ def quickstart(out: str | Path, steps: int = 600) -> dict:
     test, _ = load_samples(FINSENT / "test.jsonl")
     results = {"base": evaluate_classifier(out / "base-model", test), "tuned": evaluate_classifier(out / "tuned", test)}
     results["test_samples"] = len(test)
-    (out / "metrics.json").write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
+    write_text(out / "metrics.json", json.dumps(results, indent=1, ensure_ascii=False))
 
     table = Table(title=f"finsent test ({len(test)} samples)")
     table.add_column("metric")

@@ -5,7 +5,8 @@
     r1tune serve runs/x --engine vllm                                   # GPU machines with vLLM installed
 
 A non-loopback address is refused without an API key: the server would otherwise answer anyone who can
-reach the port.
+reach the port. The key is stripped of surrounding whitespace (a trailing newline from a file or an env line
+would otherwise make every client's key "wrong"); one with control or non-ASCII characters is refused.
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ def resolve_api_key(cfg: ServeConfig) -> ServeConfig:
     """The key from the config, else from $R1TUNE_API_KEY (keeps it out of argv and shell history)."""
     if cfg.api_key is None and os.environ.get(API_KEY_ENV):
         cfg = cfg.model_copy(update={"api_key": os.environ[API_KEY_ENV]})
-    if cfg.api_key is not None and not cfg.api_key.strip():
-        raise R1TuneError("the API key is empty")
+    if cfg.api_key is not None:
+        # a key read from a file or an env line often ends with a newline no client sends: stripped
+        key = cfg.api_key.strip()
+        if not key:
+            raise R1TuneError("the API key is empty")
+        if not all(" " <= c <= "~" for c in key):
+            raise R1TuneError("the API key must be printable ASCII: an HTTP header cannot carry other characters")
+        cfg = cfg.model_copy(update={"api_key": key})
     if not is_loopback(cfg.host) and not cfg.api_key:
         raise R1TuneError(f"refusing to serve on {cfg.host} without an API key: anyone who reaches the port could "
                           f"use the model. Set {API_KEY_ENV} (or --api-key), or bind 127.0.0.1")

@@ -7,20 +7,38 @@
 
 As DeepSeek's own API does, the reasoning comes back separately: `message.reasoning_content` (streamed:
 `delta.reasoning_content`) and the answer in `content`. Sampling defaults to DeepSeek's advice for R1
-(temperature 0.6, top-p 0.95). Every error is a JSON body `{"error": {"message", "type", "code", "param"}}`:
+(temperature 0.6, top-p 0.95).
 
-    401  missing or wrong API key (checked before anything else, on every route, in constant time)
+Whatever a client sends ends in a 4xx, never a 500, and a kept-alive connection stays usable after a 400.
+Every error is a JSON body `{"error": {"message", "type", "param", "code"}}`, type `invalid_request_error`
+for a 4xx (as OpenAI answers) and `server_error` for a 5xx. The guard (middleware, every route) answers:
+
+    400  Host not a loopback name (localhost, 127.x.x.x, [::1]) when no API key is set: DNS rebinding
+    401  missing or wrong API key (checked in constant time)
+    415  a POST whose Content-Type is not application/json (a browser's cross-site "simple" request)
     413  body larger than limits.max_body_bytes (Content-Length, or counted while a chunked body arrives)
-    400  bad JSON or schema, prompt too long, max_tokens / n / messages over their caps, unsupported options
-    404  unknown model or route
+    408  body not arrived in full within limits.body_timeout_s (then the connection is closed)
+
+then the request parser (`parse_json_body`, `ChatRequest` in strict mode):
+
+    400  not UTF-8 JSON, NaN / Infinity / out-of-range numbers, a lone UTF-16 surrogate, nesting deeper than
+         limits.max_json_depth; wrong types (`n: "2"`, `stream: "yes"`, `max_tokens: true`), seed outside
+         64 bits, temperature / top_p out of range; prompt over limits.max_prompt_chars (counted before
+         tokenizing) or max_prompt_tokens; max_tokens / n / messages over their caps; unsupported options
+    404  unknown model or route;  405  wrong method
     429  more than limits.max_concurrent requests running or queued
+
+A non-streamed request whose client hangs up stops its generation, as a streamed one does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
+import math
+import re
 import time
 import uuid
 from typing import Any, Literal
@@ -31,32 +49,39 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from r1tune.config import ServeConfig
+from r1tune.config import ServeConfig, ServeLimits
 from r1tune.model.reasoning import ReasoningStream, split_reasoning
+from r1tune.model.template import normalise_messages
 from r1tune.serve.engine import Engine, Event, Finished, Sampling, TextDelta
+from r1tune.serve.prompt import prompt_chars
 
 # ---------------------------------------------------------------- request schema
 
+# strict: a JSON string is not a number nor a boolean (`n: "2"`, `stream: "yes"` are 400, as OpenAI answers);
+# extra fields are ignored: clients send fields such as `user` that change nothing here
+STRICT = ConfigDict(extra="ignore", strict=True)
+SEED_RANGE = (-2**63, 2**64 - 1)  # what torch.manual_seed accepts
+
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = STRICT
     type: Literal["text"]
     text: str
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # e.g. an earlier turn's reasoning_content: the template drops it
+    model_config = STRICT  # e.g. an earlier turn's reasoning_content is ignored: the template drops it
     role: Literal["system", "user", "assistant"]
     content: str | list[TextPart] | None = None
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = STRICT
     include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # clients send fields such as `user`; they change nothing here
+    model_config = STRICT
     model: str
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -64,7 +89,7 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     stream: bool = False
     stream_options: StreamOptions | None = None
     # accepted only at their neutral values: anything else would be silently ignored otherwise
@@ -84,54 +109,140 @@ UNSUPPORTED = {
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, code: str, param: str | None = None, type_: str | None = None):
+    """An error answer: status, OpenAI-shaped body, and the headers it needs (Allow, Retry-After …)."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
-        self.type = type_ or {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-                              413: "invalid_request_error", 429: "rate_limit_error"}.get(status, "server_error")
+        self.headers = headers or {}
+        self.type = "invalid_request_error" if status < 500 else "server_error"
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
-# ---------------------------------------------------------------- auth and body size, before any parsing
+CLOSE = {"connection": "close"}  # the rest of the body is not worth reading: drop the connection
+
+# ---------------------------------------------------------------- the request body as JSON
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads turns "\ud800" into a str no encoder accepts
+MAX_INT_DIGITS = 100  # far past any count or seed; Python would parse up to 4300 digits, slowly
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {text[:30]}")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a {len(text)}-digit integer")
+    return int(text)
+
+
+def parse_json_body(body: bytes, max_depth: int) -> Any:
+    """The body as JSON, strictly: UTF-8, no NaN / Infinity / out-of-range number, no lone UTF-16 surrogate
+    (`"\\ud800"`), arrays / objects nested at most `max_depth` deep. APIError 400 otherwise."""
+    too_deep = f"the JSON is nested deeper than {max_depth} levels"
+    try:
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float,
+                           parse_int=_bounded_int)
+    except RecursionError:
+        raise APIError(400, too_deep, "invalid_json") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError and the hooks above
+        raise APIError(400, f"the body is not valid JSON: {e}", "invalid_json") from None
+    check_surrogates = b"\\u" in body  # raw UTF-8 cannot encode a surrogate: only an escape makes one
+    stack = [(value, 1, ())]
+    while stack:  # iterative: a deep body must not recurse here either
+        item, depth, path = stack.pop()
+        if isinstance(item, dict):
+            children = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            if check_surrogates and isinstance(item, str) and LONE_SURROGATE.search(item):
+                raise APIError(400, f"{_dotted(path) or 'the body'}: a lone UTF-16 surrogate (e.g. \\ud800) is "
+                               "not text", "invalid_json", _dotted(path) or None)
+            continue
+        if depth > max_depth:
+            raise APIError(400, too_deep, "invalid_json", _dotted(path) or None)
+        for key, child in children:
+            if check_surrogates and isinstance(key, str) and LONE_SURROGATE.search(key):
+                raise APIError(400, f"{_dotted(path) or 'the body'}: a key holds a lone UTF-16 surrogate",
+                               "invalid_json", _dotted(path) or None)
+            stack.append((child, depth + 1, (*path, key)))
+    return value
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path)
+
+
+# ---------------------------------------------------------------- host, auth, content type, body: before parsing
+
+
+class ClientGone(Exception):
+    """The client disconnected: there is nobody to answer."""
+
+
+def is_loopback_host(host: bytes) -> bool:
+    """Whether a Host header names a loopback address (localhost, 127.x.x.x, [::1]), with or without a port."""
+    try:
+        host = host.decode("ascii").lower()
+    except UnicodeDecodeError:
+        return False
+    bracketed = host.startswith("[")
+    if bracketed:
+        name, bracket, port = host[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return False
+        port = port[1:]
+    else:
+        name, _, port = host.partition(":")
+    if port and not port.isdigit():
+        return False
+    if name == "localhost" and not bracketed:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback and (address.version == 6) == bracketed
+
+
+def is_json_content_type(value: bytes) -> bool:
+    return value.split(b";", 1)[0].strip().lower() == b"application/json"
 
 
 class Guard:
-    """ASGI middleware: API key on every route, then the body-size cap (whole body read, then replayed)."""
+    """ASGI middleware, on every route: without an API key a loopback Host only, else the key; a POST must be
+    JSON; then the body-size cap and deadline (the whole body is read here, then replayed to the app)."""
 
-    def __init__(self, app, api_key: str | None, max_body_bytes: int):
-        self.app, self.max_body_bytes = app, max_body_bytes
+    def __init__(self, app, api_key: str | None, limits: ServeLimits):
+        self.app, self.limits = app, limits
         self.api_key = api_key.encode() if api_key else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        if self.api_key is not None and not self._authorised(headers):
-            return await _send_error(send, APIError(401, "missing or wrong API key (Authorization: Bearer KEY)",
-                                                    "invalid_api_key"))
-        length = headers.get(b"content-length")
         try:
-            declared = int(length) if length is not None else None
-        except ValueError:
-            return await _send_error(send, APIError(400, "bad Content-Length", "invalid_request"))
-        too_large = APIError(413, f"request body larger than {self.max_body_bytes} bytes", "body_too_large")
-        if declared is not None and declared > self.max_body_bytes:
-            return await _send_error(send, too_large)
-        chunks, size = [], 0
-        while True:  # counted as it arrives, so a chunked body without Content-Length is capped too
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return await _send_error(send, too_large)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+            self._check_headers(scope, headers)
+            body = await self._read_body(receive)
+        except APIError as error:
+            return await _send_error(send, error, body_unread=_has_body(headers))
+        except ClientGone:
+            return
         replayed = False
 
         async def replay():
@@ -143,52 +254,111 @@ class Guard:
 
         return await self.app(scope, replay, send)
 
+    def _check_headers(self, scope, headers: dict[bytes, bytes]) -> None:
+        if self.api_key is None and not is_loopback_host(headers.get(b"host", b"")):
+            # without a key only this machine may call: a web page whose name resolves to 127.0.0.1 sends
+            # its own name as Host (DNS rebinding) and must not reach the model
+            raise APIError(400, "without an API key this server answers only Host: localhost, 127.0.0.1 or [::1]",
+                           "invalid_host")
+        if self.api_key is not None and not self._authorised(headers):
+            raise APIError(401, "missing or wrong API key (Authorization: Bearer KEY)", "invalid_api_key",
+                           headers={"www-authenticate": "Bearer"})
+        if scope["method"] == "POST" and not is_json_content_type(headers.get(b"content-type", b"")):
+            raise APIError(415, "the body must be JSON, sent with Content-Type: application/json",
+                           "unsupported_media_type")
+        length = headers.get(b"content-length")
+        if length is not None and not length.isdigit():
+            raise APIError(400, "bad Content-Length", "invalid_request")
+        if length is not None and int(length) > self.limits.max_body_bytes:
+            raise APIError(413, f"request body larger than {self.limits.max_body_bytes} bytes", "body_too_large",
+                           headers=CLOSE)
+
+    async def _read_body(self, receive) -> bytes:
+        """The whole body, counted as it arrives (a chunked body has no Content-Length), within the deadline."""
+        chunks, size = [], 0
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.limits.max_body_bytes:
+                        raise APIError(413, f"request body larger than {self.limits.max_body_bytes} bytes",
+                                       "body_too_large", headers=CLOSE)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise APIError(408, f"the request body did not arrive within {self.limits.body_timeout_s:g} s",
+                           "body_timeout", headers=CLOSE) from None
+
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
         given = headers.get(b"authorization", b"")
         token = given[7:].strip() if given[:7].lower() == b"bearer " else headers.get(b"x-api-key", b"")
         return hmac.compare_digest(token, self.api_key)
 
 
-async def _send_error(send, error: APIError) -> None:
-    body = json.dumps(error.body()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if error.status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    if error.status == 413:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _has_body(headers: dict[bytes, bytes]) -> bool:
+    return headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+
+
+async def _send_error(send, error: APIError, body_unread: bool) -> None:
+    """An error answered before the app runs; a body left unread is not drained: the connection closes."""
+    response = JSONResponse(error.body(), status_code=error.status,
+                            headers={**error.headers, **(CLOSE if body_unread else {})})
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def _until_disconnected(receive) -> None:
+    """Returns when the client hangs up (the body was read already: the next message is the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_client_leaves(request: Request, work) -> Any:
+    """Await the coroutine `work`; if the client disconnects first, cancel it and raise ClientGone."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_until_disconnected(request.receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
+        gone.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    raise ClientGone
 
 
 # ---------------------------------------------------------------- the app
 
 
 def create_app(engine: Engine, cfg: ServeConfig):
-    """The FastAPI app for `engine`, wrapped in the auth / body-size guard."""
+    """The FastAPI app for `engine`, wrapped in the host / auth / content-type / body guard."""
     limits = cfg.limits
+    max_prompt_chars = limits.prompt_chars_cap(engine.context_length)
     app = FastAPI(title="r1tune", docs_url=None, redoc_url=None, openapi_url=None)
     state = {"in_flight": 0}
     created = int(time.time())
 
-    def error_response(error: APIError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
-
     @app.exception_handler(APIError)
     async def on_api_error(_request, error: APIError):
-        return error_response(error)
+        return error.response()
 
     @app.exception_handler(HTTPException)
     async def on_http_error(_request, error: HTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return error_response(APIError(error.status_code, str(error.detail), code))
+        return APIError(error.status_code, str(error.detail), code, headers=error.headers).response()
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_request, error: RequestValidationError):
-        return error_response(APIError(400, str(error), "invalid_request"))
+        return APIError(400, str(error), "invalid_request").response()
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request, error: Exception):
-        return error_response(APIError(500, f"internal error: {type(error).__name__}", "internal_error"))
+        return APIError(500, f"internal error: {type(error).__name__}", "internal_error").response()
 
     def model_card(name: str) -> dict:
         return {"id": name, "object": "model", "created": created, "owned_by": "r1tune"}
@@ -211,9 +381,8 @@ def create_app(engine: Engine, cfg: ServeConfig):
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         if state["in_flight"] >= limits.max_concurrent:
-            return JSONResponse(APIError(429, f"too many requests at once (limit {limits.max_concurrent}); retry "
-                                         "shortly", "too_many_requests").body(), status_code=429,
-                                headers={"retry-after": "1"})
+            raise APIError(429, f"too many requests at once (limit {limits.max_concurrent}); retry shortly",
+                           "too_many_requests", headers={"retry-after": "1"})
         state["in_flight"] += 1
         released = False
 
@@ -224,8 +393,9 @@ def create_app(engine: Engine, cfg: ServeConfig):
                 state["in_flight"] -= 1
 
         try:
-            req = parse_request(await request.body())
-            prompt_ids, sampling = await asyncio.to_thread(prepare, req)
+            req, messages = parse_request(await request.body())
+            # tokenized here, on a request thread: the worker never waits on it
+            prompt_ids, sampling = await asyncio.to_thread(prepare, req, messages)
             loop = asyncio.get_running_loop()
             events: asyncio.Queue = asyncio.Queue()
             job = engine.submit(req.model, prompt_ids, sampling, req.n,
@@ -236,9 +406,12 @@ def create_app(engine: Engine, cfg: ServeConfig):
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not req.stream:
             try:
-                return await complete(req, job, events, len(prompt_ids), completion_id)
+                return await unless_client_leaves(request, complete(req, job, events, len(prompt_ids),
+                                                                    completion_id))
+            except ClientGone:  # nobody to answer; the status is only for the record
+                return APIError(499, "the client closed the connection", "client_closed_request").response()
             finally:
-                job.cancelled.set()  # a client that went away stops its rows
+                job.cancelled.set()  # a client that went away stops its rows at their next token
                 release()
 
         async def sse():
@@ -253,18 +426,16 @@ def create_app(engine: Engine, cfg: ServeConfig):
         return StreamingResponse(sse(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
-    def parse_request(body: bytes) -> ChatRequest:
-        try:
-            raw = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise APIError(400, f"the body is not valid JSON: {e}", "invalid_json") from None
+    def parse_request(body: bytes) -> tuple[ChatRequest, list[dict]]:
+        """The checked request and its messages as plain text; everything here is cheap (no tokenizing)."""
+        raw = parse_json_body(body, limits.max_json_depth)
         if not isinstance(raw, dict):
             raise APIError(400, "the body must be a JSON object", "invalid_request")
         try:
             req = ChatRequest.model_validate(raw)
         except ValidationError as e:
             first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
+            where = _dotted(first["loc"])
             raise APIError(400, f"{where}: {first['msg']}", "invalid_request", where) from None
         for name, is_set in UNSUPPORTED.items():
             if is_set(getattr(req, name)):
@@ -283,12 +454,15 @@ def create_app(engine: Engine, cfg: ServeConfig):
         if max_tokens is not None and max_tokens > limits.max_tokens:
             raise APIError(400, f"max_tokens={max_tokens}; at most {limits.max_tokens}", "max_tokens_too_large",
                            "max_tokens")
-        return req
+        messages = normalise_messages([m.model_dump() for m in req.messages])
+        chars = prompt_chars(messages)
+        if chars > max_prompt_chars:  # before tokenizing: a huge prompt costs the tokenizer seconds
+            raise APIError(400, f"the prompt is {chars} characters; at most {max_prompt_chars} "
+                           "(limits.max_prompt_chars)", "context_length_exceeded", "messages")
+        return req, messages
 
-    def prepare(req: ChatRequest) -> tuple[list[int], Sampling]:
-        """Tokenize (off the event loop) and check the prompt length."""
-        messages = [{"role": m.role, "content": m.content if not isinstance(m.content, list)
-                     else "".join(p.text for p in m.content)} for m in req.messages]
+    def prepare(req: ChatRequest, messages: list[dict]) -> tuple[list[int], Sampling]:
+        """Tokenize (a request thread, off the event loop) and check the prompt length."""
         prompt_ids = engine.encode(messages)
         if len(prompt_ids) > limits.max_prompt_tokens:
             raise APIError(400, f"the prompt is {len(prompt_ids)} tokens; at most {limits.max_prompt_tokens}",
@@ -308,7 +482,7 @@ def create_app(engine: Engine, cfg: ServeConfig):
             seed=req.seed)
         return prompt_ids, sampling
 
-    return Guard(app, cfg.api_key, limits.max_body_bytes)
+    return Guard(app, cfg.api_key, limits)
 
 
 # ---------------------------------------------------------------- responses

@@ -12,6 +12,10 @@ its own temperature, top-p, max_tokens and stop, and streams its own tokens. Fin
 while the batch finishes the others. Request handlers never run the model: they wait on the events the
 worker sends them, so the server's event loop is never blocked.
 
+Request threads tokenize prompts (`encode`) with the tokenizer; the worker detokenises with its own copy, so
+a long prompt being tokenized never holds up the tokens of running streams (HF fast tokenizers must not be
+called from two threads at once, hence one lock for the request side and a separate object for the worker).
+
 Model names: the run itself (its folder name, or `served_name`), the base model it was tuned from (`base`,
 for an adapter run), and each extra adapter (`adapters: {name: path}`), all on one copy of the base weights.
 """
@@ -19,6 +23,7 @@ for an adapter run), and each extra adapter (`adapters: {name: path}`), all on o
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -101,8 +106,9 @@ class Engine:
         self.context_length = context_length or getattr(model.config, "max_position_embeddings", None) or 16384
         self.eos_id = tokenizer.eos_token_id
         self.think_close_ids = tokenizer(THINK_CLOSE, add_special_tokens=False)["input_ids"]
-        self.stats = {"batches": 0, "rows": 0, "largest_batch": 0, "generated_tokens": 0}
-        self._tokenizer_lock = threading.Lock()  # HF fast tokenizers are not safe to call from threads at once
+        self.stats = {"batches": 0, "rows": 0, "largest_batch": 0, "generated_tokens": 0, "cancelled_rows": 0}
+        self._encode_lock = threading.Lock()  # request threads, one at a time, on self.tokenizer
+        self._decoder = copy.deepcopy(tokenizer)  # the worker's own: never waits on a request's tokenizing
         self._queue: collections.deque[Job] = collections.deque()
         self._wakeup = threading.Condition()
         self._closed = False
@@ -113,7 +119,7 @@ class Engine:
 
     def encode(self, messages: list[dict]) -> list[int]:
         """Prompt ids; markers inside message contents stay plain text (see serve/prompt.py)."""
-        with self._tokenizer_lock:
+        with self._encode_lock:
             return encode_chat(self.tokenizer, messages, self.template)
 
     def submit(self, model: str, prompt_ids: list[int], sampling: Sampling, n: int,
@@ -212,6 +218,7 @@ class Engine:
         for row in job.rows:
             if not row.done:
                 row.done = True
+                self.stats["cancelled_rows"] += reason == "cancelled"
                 _send(row, Finished(reason, len(row.ids), 0, error))
 
     def _generate(self, jobs: list[Job]) -> None:
@@ -260,6 +267,7 @@ class Engine:
             return
         if cancelled:
             row.done = True
+            self.stats["cancelled_rows"] += 1
             _send(row, Finished("cancelled", len(row.ids), self._reasoning_tokens(row.ids)))
             return
         if token == self.eos_id:
@@ -281,9 +289,8 @@ class Engine:
         _send(row, Finished(reason, len(row.ids) + (reason == "stop"), self._reasoning_tokens(row.ids)))
 
     def _decode_new(self, row: Row, final: bool = False) -> str:
-        with self._tokenizer_lock:  # request threads encode meanwhile
-            prefix = self.tokenizer.decode(row.ids[row.prefix_offset:row.read_offset], skip_special_tokens=True)
-            text = self.tokenizer.decode(row.ids[row.prefix_offset:], skip_special_tokens=True)
+        prefix = self._decoder.decode(row.ids[row.prefix_offset:row.read_offset], skip_special_tokens=True)
+        text = self._decoder.decode(row.ids[row.prefix_offset:], skip_special_tokens=True)
         if len(text) > len(prefix) and (final or not text.endswith("\ufffd")):  # \ufffd: an incomplete UTF-8 char
             row.prefix_offset, row.read_offset = row.read_offset, len(row.ids)
             return text[len(prefix):]

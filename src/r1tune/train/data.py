@@ -6,7 +6,10 @@
         batch = collate(piece, tokenizer.pad_token_id)
 
 Samples are rendered with the R1 template exactly as inference renders them (`model/template.py`), and a
-sample that cannot train is an error naming it, or — with `data.on_error: skip` — listed in `skipped`.
+sample that cannot train is an error naming it, or — with `data.on_error: skip` — listed in `skipped`. A
+sample whose prompt alone fills max_length is listed in `skipped` and counted (`data.truncate: skip`), or
+its prompt is cut from the left (`left`). What a sample without a reasoning trace trains is decided once,
+over the training set (`reasoning_plan`), and recorded in provenance.
 Batches are length-grouped: samples of similar length share a batch so padding does not dominate, and each
 sample is its own row (its own attention mask), so samples never attend to each other. The batch stream is a
 pure function of (seed, epoch): a resumed run regenerates it and skips what was consumed; with several
@@ -24,7 +27,7 @@ import torch
 
 from r1tune.data.formats import ChatSample, load_samples
 from r1tune.errors import DataError, R1TuneError
-from r1tune.model.template import IGNORE, TokenizedSample, render_training, tokenize_training
+from r1tune.model.template import IGNORE, PromptTooLong, TokenizedSample, render_training, tokenize_training
 
 
 @dataclass
@@ -32,27 +35,58 @@ class TrainingData:
     train: list[TokenizedSample]
     validation: list[TokenizedSample]
     skipped: list[dict] = field(default_factory=list)
-    truncated: int = 0
-    without_reasoning: int = 0
+    truncated: int = 0  # training samples whose target was cut at max_length
+    without_reasoning: int = 0  # training samples without a reasoning trace
     data_hash: str = ""
+    prompt_too_long: int = 0  # samples (train and validation) skipped: the prompt alone fills max_length
+    prompt_cut: int = 0  # training samples whose prompt was cut from the left (data.truncate: left)
+    reasoning: dict = field(default_factory=dict)  # reasoning_plan: what traced and trace-less samples train
 
 
-def tokenize_samples(samples: list[ChatSample], tokenizer, template: str, cfg, skipped: list[dict]):
-    """Render and tokenize; a sample that cannot train is an error, or listed in `skipped`."""
-    out, truncated, plain = [], 0, 0
+def has_trace(sample: ChatSample) -> bool:
+    return bool((sample.reasoning or "").strip())
+
+
+def reasoning_plan(setting: str, samples: list[ChatSample]) -> dict:
+    """What samples with and without a reasoning trace train, for `data.reasoning` on these (training) samples.
+
+    auto: traces are kept where present; trace-less samples train the empty think block (`empty`) when most
+    samples lack a trace — else the model would never learn to close its think block, and an evaluation
+    finds every answer left inside it — and only their answer after it (`drop`) otherwise."""
+    without = sum(not has_trace(s) for s in samples)
+    if setting == "auto":
+        traced, traceless = "keep", "empty" if 2 * without > len(samples) else "drop"
+    else:
+        traced, traceless = setting, "empty" if setting == "empty" else "drop"
+    return {"setting": setting, "with_trace": len(samples) - without, "without_trace": without,
+            "traced": traced, "traceless": traceless}
+
+
+def tokenize_samples(samples: list[ChatSample], tokenizer, template: str, cfg, skipped: list[dict],
+                     plan: dict) -> tuple[list[TokenizedSample], dict[str, int]]:
+    """Render and tokenize; a sample that cannot train is an error, or listed in `skipped`. A prompt longer
+    than max_length is listed (or cut from the left) whatever `on_error` says: `data.truncate` decides it."""
+    out: list[TokenizedSample] = []
+    counts = {"truncated": 0, "prompt_cut": 0, "prompt_too_long": 0}
     for s in samples:
+        mode = plan["traced"] if has_trace(s) else plan["traceless"]
         try:
-            text = render_training(tokenizer, s.messages, s.reasoning, cfg.reasoning, template)
-            tok = tokenize_training(tokenizer, text, cfg.max_length, source=s.source)
+            text = render_training(tokenizer, s.messages, s.reasoning, mode, template)
+            tok = tokenize_training(tokenizer, text, cfg.max_length, source=s.source, truncate=cfg.truncate)
+        except PromptTooLong as e:
+            counts["prompt_too_long"] += 1
+            skipped.append({"source": s.source, "reason": e.reason, "prompt_tokens": e.tokens,
+                            "max_length": e.max_length})
+            continue
         except R1TuneError as e:
             if cfg.on_error == "stop":
                 raise
             skipped.append({"source": s.source, "reason": str(e)})
             continue
-        truncated += tok.truncated
-        plain += s.reasoning is None
+        counts["truncated"] += tok.truncated
+        counts["prompt_cut"] += tok.prompt_cut
         out.append(tok)
-    return out, truncated, plain
+    return out, counts
 
 
 def file_hash(*paths: str | None) -> str:
@@ -69,10 +103,10 @@ def file_hash(*paths: str | None) -> str:
 def load_training_data(cfg, tokenizer, template: str, seed: int) -> TrainingData:
     """`cfg` is a DataConfig: train (and validation, or a held-out share of train), tokenized."""
     errors: list[DataError] = []
-    train_samples, bad = load_samples(cfg.train, cfg.format, cfg.on_error)
+    train_samples, bad = load_samples(cfg.train, cfg.format, cfg.on_error, cfg.encoding, cfg.columns)
     errors += bad
     if cfg.validation:
-        val_samples, bad = load_samples(cfg.validation, cfg.format, cfg.on_error)
+        val_samples, bad = load_samples(cfg.validation, cfg.format, cfg.on_error, cfg.encoding, cfg.columns)
         errors += bad
     else:  # hold out a deterministic share of train
         order = list(range(len(train_samples)))
@@ -83,11 +117,18 @@ def load_training_data(cfg, tokenizer, template: str, seed: int) -> TrainingData
         val_samples = [train_samples[i] for i in order[:n_val]]
         train_samples = [train_samples[i] for i in sorted(order[n_val:])]
     skipped = [e.as_dict() for e in errors]
-    train, truncated, plain = tokenize_samples(train_samples, tokenizer, template, cfg, skipped)
-    val, _, _ = tokenize_samples(val_samples, tokenizer, template, cfg, skipped)
+    plan = reasoning_plan(cfg.reasoning, train_samples)
+    train, counts = tokenize_samples(train_samples, tokenizer, template, cfg, skipped, plan)
+    val, val_counts = tokenize_samples(val_samples, tokenizer, template, cfg, skipped, plan)
+    too_long = counts["prompt_too_long"] + val_counts["prompt_too_long"]
     if not train:
-        raise R1TuneError(f"{cfg.train}: no trainable samples ({len(skipped)} skipped, see skipped.jsonl)")
-    return TrainingData(train, val, skipped, truncated, plain, file_hash(cfg.train, cfg.validation))
+        hint = (f"; {too_long} with a prompt longer than max_length: set data.truncate=left to keep them cut from "
+                "the left, or raise data.max_length") if too_long else ""
+        first = f"; the first: {skipped[0].get('source') or skipped[0].get('file')}: {skipped[0]['reason']}" \
+            if skipped else ""
+        raise R1TuneError(f"{cfg.train}: no trainable samples ({len(skipped)} skipped{hint}{first})")
+    return TrainingData(train, val, skipped, counts["truncated"], plan["without_trace"],
+                        file_hash(cfg.train, cfg.validation), too_long, counts["prompt_cut"], plan)
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,

@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from r1tune.files import write_text
+
 
 class MetricsLog:
     """Appends one JSON line per record to metrics.jsonl and mirrors scalars to TensorBoard."""
@@ -44,7 +46,7 @@ def truncate_metrics(path: Path, step: int) -> None:
         return
     keep = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    write_text(path, "".join(line + "\n" for line in keep))  # a crash here must not lose the lines kept
 
 
 @dataclass
