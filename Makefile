@@ -31,6 +31,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/grpo.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools

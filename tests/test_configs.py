@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from r1tune.config import EvaluateConfig, FinetuneConfig, PrepareConfig, load_config
+from r1tune.config import EvaluateConfig, FinetuneConfig, GrpoConfig, PrepareConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -35,6 +35,9 @@ def validate_r1tune(argv: list[str], path: Path) -> None:
     if verb == "finetune":
         cfg = load_config(FinetuneConfig, path)
         assert cfg.model.name_or_path and cfg.data.train
+    elif verb == "grpo":
+        cfg = load_config(GrpoConfig, path)
+        assert (cfg.model.name_or_path or cfg.adapter) and cfg.data.train
     elif verb == "evaluate":
         cfg = load_config(EvaluateConfig, path)
         assert cfg.model and cfg.data

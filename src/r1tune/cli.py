@@ -14,6 +14,7 @@ import typer
 from r1tune.config import (
     EvaluateConfig,
     FinetuneConfig,
+    GrpoConfig,
     MergeConfig,
     QuantizeConfig,
     ServeConfig,
@@ -129,6 +130,60 @@ def finetune_cmd(
                  auto_batch_size=auto_batch_size or None, layers=layers, encoding=encoding, columns=columns)
     cfg = load_config(FinetuneConfig, config, merge(flag_overrides(FINETUNE_FLAGS, given), parse_overrides(set_)))
     finetune(cfg, resume=resume)
+
+
+GRPO_FLAGS = {
+    "model": "model.name_or_path", "adapter": "adapter", "data": "data.train", "out": "out",
+    "method": "method.name", "reward": "rewards.use", "num_generations": "grpo.num_generations",
+    "max_completion_length": "grpo.max_completion_length", "max_prompt_length": "data.max_prompt_length",
+    "loss_type": "grpo.loss_type", "beta": "grpo.beta", "max_steps": "train.max_steps",
+    "batch_size": "train.batch_size", "lr": "train.lr", "seed": "train.seed", "save_every": "train.save_every",
+    "allow_code": "rewards.allow_code", "encoding": "data.encoding", "columns": "data.columns",
+}
+
+
+@app.command("grpo")
+def grpo_cmd(
+    config: Path | None = typer.Argument(None, help="YAML run config (optional)."),
+    model: str | None = typer.Option(None, help="model.name_or_path (default with --adapter: the run's base)"),
+    adapter: str | None = typer.Option(None, help="adapter: the SFT finetune run whose adapter GRPO trains on"),
+    data: str | None = typer.Option(None, help="data.train: prompts in any finetune format"),
+    out: str | None = typer.Option(None, help="out"),
+    reward: str | None = typer.Option(None, help="rewards.use, comma-separated: accuracy format json_schema "
+                                      "field_f1 language length, or module:function (needs --allow-code)"),
+    num_generations: int | None = typer.Option(None, help="grpo.num_generations: completions per prompt (G ≥ 2)"),
+    max_completion_length: int | None = typer.Option(None, help="grpo.max_completion_length"),
+    max_prompt_length: int | None = typer.Option(None, help="data.max_prompt_length"),
+    loss_type: str | None = typer.Option(None, help="grpo.loss_type: dapo | grpo | dr_grpo"),
+    beta: float | None = typer.Option(None, help="grpo.beta: KL penalty to the reference (0: none)"),
+    method: str | None = typer.Option(None, help="method.name: lora dora qlora ia3 full freeze"),
+    max_steps: int | None = typer.Option(None, help="train.max_steps"),
+    batch_size: int | None = typer.Option(None, help="train.batch_size: prompts per step (per process)"),
+    lr: float | None = typer.Option(None, help="train.lr"),
+    seed: int | None = typer.Option(None, help="train.seed"),
+    save_every: int | None = typer.Option(None, help="train.save_every"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
+    nproc: int = typer.Option(1, "--nproc", help="Local processes (data parallel; --batch-size is per process)."),
+    allow_code: bool = typer.Option(False, "--allow-code", help="Run the Python functions --reward names "
+                                    "(module:function, file.py:function): arbitrary code, only if you trust it."),
+    encoding: str | None = ENCODING_OPTION,
+    columns: str | None = COLUMNS_OPTION,
+    set_: list[str] = typer.Option([], "--set", help="Any config key: --set grpo.temperature=0.7"),
+):
+    """Reinforcement learning with verifiable rewards (GRPO) on a model or an SFT run's adapter."""
+    from r1tune.recipes.grpo import grpo
+    from r1tune.train.distributed import in_launched_process, launch
+
+    if nproc > 1 and not in_launched_process():
+        raise typer.Exit(launch(nproc, strip_option(sys.argv[1:], "--nproc")))
+
+    given = dict(model=model, adapter=adapter, data=data, out=out, reward=reward, num_generations=num_generations,
+                 max_completion_length=max_completion_length, max_prompt_length=max_prompt_length,
+                 loss_type=loss_type, beta=beta, method=method, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                 seed=seed, save_every=save_every, allow_code=allow_code or None, encoding=encoding,
+                 columns=columns)
+    cfg = load_config(GrpoConfig, config, merge(flag_overrides(GRPO_FLAGS, given), parse_overrides(set_)))
+    grpo(cfg, resume=resume)
 
 
 @app.command("quickstart")

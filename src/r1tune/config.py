@@ -176,6 +176,166 @@ class FinetuneConfig(Section):
     out: str = Field("runs/finetune", description="Output folder: checkpoints/, final/, metrics.jsonl.")
 
 
+# ---------------------------------------------------------------- grpo (issue 14)
+
+GRPO_REWARDS = ("format", "accuracy", "json_schema", "field_f1", "language", "length")
+
+
+def _reward_list(value):
+    """`--reward accuracy,format` as well as a list."""
+    return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+
+def _known_rewards(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("name at least one reward")
+    for name in value:
+        if ":" not in name and name not in GRPO_REWARDS:
+            raise ValueError(f"unknown reward '{name}' (built in: {', '.join(GRPO_REWARDS)}; your own: "
+                             "'module:function' or 'file.py:function')")
+    names = [n.rpartition(":")[2] for n in value]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"reward {', '.join(twice)} named twice")
+    return value
+
+
+RewardList = Annotated[list[str], BeforeValidator(_reward_list), AfterValidator(_known_rewards)]
+
+
+class GrpoDataConfig(Section):
+    train: str = Field("", description="Prompts: .jsonl/.json/.csv/.parquet in any finetune format; an answer, "
+                       "when present, is not trained on but may be the reference the rewards check against.")
+    format: Literal["auto", "alpaca", "sharegpt", "messages"] = Field("auto", description="Record format.")
+    reference_field: str | None = Field(
+        None, description="Field holding the reference the rewards check against; default: the first of label, "
+        "answer, reference, then the record's answer (alpaca output / final assistant turn).")
+    max_prompt_length: int = Field(512, gt=8, description="Tokens of prompt (template included) allowed.")
+    truncate: Literal["error", "skip", "left"] = Field(
+        "error", description="A prompt longer than max_prompt_length: error: stop before generating anything, "
+        "naming it; skip: leave it out, counted at start and listed in skipped.jsonl; left: cut it from the left, "
+        "keeping bos and the generation prompt (as finetune's data.truncate=left).")
+    on_error: Literal["stop", "skip"] = Field("stop", description="Stop at the first bad record, or skip and list it.")
+    encoding: Encoding = Field("auto", description=ENCODING_HELP)
+    columns: ColumnMap = Field({}, description=COLUMNS_HELP)
+    chat_template: Literal["model", "r1", "r1-2025-01"] = Field(
+        "model", description="Template to render prompts with: the tokenizer's own, or a bundled R1 template "
+        "(rollouts use the exact prompt `r1tune serve` would build).")
+
+
+class RewardsConfig(Section):
+    use: RewardList = Field(
+        ["accuracy", "format"], description="Rewards, summed with `weights`: format (one closed think block, an "
+        "answer after it, no stray markers, finished), accuracy (answer vs reference: label, number or exact), "
+        "json_schema, field_f1 (extraction records), language (answer in the expected language), length (soft "
+        "overlong penalty), or your own 'module:function' / 'file.py:function' called as f(answers, samples) → "
+        "one float (or None: not scored) per answer; your own run code, so they need allow_code.")
+    weights: dict[str, float] = Field({}, description="Reward name (a function's name for your own) → weight; "
+                                      "unnamed rewards weigh 1.")
+    allow_code: bool = Field(False, description="Run the Python functions `use` names: arbitrary code with your "
+                             "permissions, only for code you trust. Also --allow-code.")
+    accuracy: Literal["auto", "label", "number", "exact"] = Field(
+        "auto", description="How accuracy compares: label (the declared label the answer names, aliases counted), "
+        "number (the answer's last number, 3.5亿 = 350000000, within number_tolerance), exact (normalised text, "
+        "JSON by value); auto: number when every reference is a number, label when the references are labels "
+        "(a label field, or `labels` set), exact otherwise.")
+    labels: list[str] | None = Field(None, description="Label set for accuracy; default: the references' values.")
+    aliases: dict[str, list[str]] = Field({}, description="Label → other names an answer may give it: "
+                                          "{positive: [正面, 利好]}.")
+    number_tolerance: float = Field(1e-6, ge=0, description="Relative tolerance of a numeric match.")
+    json_schema: dict | str | None = Field(
+        None, description="json_schema reward: the schema answers must satisfy (inline or a .json path); "
+        "without one the answer must only be a JSON object or array.")
+    overlong_buffer: int | None = Field(
+        None, ge=1, description="length reward: the last tokens before max_completion_length over which the "
+        "penalty grows linearly from 0 to −1 (DAPO's soft overlong punishment); a cut-off completion gets −1. "
+        "Default: a quarter of max_completion_length.")
+
+
+class GrpoSettings(Section):
+    num_generations: int = Field(8, description="Completions sampled per prompt (G); advantages compare a "
+                                 "completion with the others of its group, so at least 2.")
+    max_completion_length: int = Field(
+        1024, gt=0, description="Tokens per completion, reasoning included. R1 reasons at length: when most "
+        "completions are cut, rewards and gradient vanish (logged as completions/clipped_ratio, warned about).")
+    temperature: float = Field(0.6, gt=0, le=2, description="Sampling temperature (DeepSeek's advice for R1).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass (DeepSeek's advice for R1).")
+    loss_type: Literal["dapo", "grpo", "dr_grpo"] = Field(
+        "dapo", description="dapo: token-level, every completion token of the step weighs the same (no length bias; "
+        "TRL's default); grpo: mean per completion, then over completions (favours short right and long wrong "
+        "answers); dr_grpo: token sum / (completions × max_completion_length), use with scale_rewards=none.")
+    beta: float = Field(0.0, ge=0, description="KL penalty to the reference (0: none, and no reference pass; "
+                        "DeepSeek-R1 used 0.001). The reference is the model with its adapter disabled, or the "
+                        "--adapter run's adapter as it started; full / freeze runs keep a copy of the model.")
+    epsilon: float = Field(0.2, gt=0, lt=1, description="Ratio clipping: 1 − epsilon below.")
+    epsilon_high: float | None = Field(None, gt=0, description="Ratio clipping above: 1 + epsilon_high (DAPO: "
+                                       "0.28); default: epsilon.")
+    num_iterations: int = Field(1, ge=1, description="Optimisation passes over each batch of completions (μ); "
+                                "after the first, the clipped ratio limits how far a pass moves.")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="Advantage = (reward − group mean) / std of the group, of the batch, or not divided "
+        "(Dr. GRPO).")
+    truncated: Literal["keep", "mask"] = Field(
+        "keep", description="Completions cut at max_completion_length: keep (trained with their rewards; add the "
+        "length reward to penalise them) or mask (left out of the loss, DAPO's overlong filtering). Counted.")
+    drop_zero_variance: bool = Field(
+        True, description="Leave groups whose rewards are all equal (zero advantage, zero gradient) out of the "
+        "training pass; they are counted as frac_reward_zero_std either way.")
+    generation_batch_size: int | None = Field(
+        None, gt=0, description="Completions generated together (KV cache); default: the whole step at once.")
+
+    @field_validator("num_generations")
+    @classmethod
+    def _at_least_two(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(f"is {value}: GRPO compares each completion with the others sampled for the same "
+                             "prompt, so it needs at least 2 (8 is usual)")
+        return value
+
+
+class GrpoTrainConfig(Section):
+    max_steps: int = Field(200, gt=0, description="Optimizer steps (each generates for `batch_size` prompts).")
+    batch_size: int = Field(4, gt=0, description="Prompts per optimizer step (per process); each gets "
+                            "num_generations completions.")
+    lr: float = Field(1e-5, gt=0, description="Peak learning rate (LoRA; full fine-tuning wants ~1e-6).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not applied to norms and biases).")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps, capped at 10% of a short run.")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Cosine decays to lr * min_lr_ratio.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping by global norm.")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that have it, fp16 on older GPUs; on CPUs with native bf16 a "
+        "LoRA-family run keeps its frozen base in bf16; none otherwise.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    max_micro_batch_tokens: int | None = Field(
+        None, ge=0, description="Run the training pass over completions in length-sorted pieces of at most this "
+        "many padded tokens (same gradient, activation memory bounded). None: 2048 on CPU, no cap on GPU; 0: no cap.")
+    seed: int = Field(42, description="Seed for initialisation, prompt order and sampling.")
+    save_every: int = Field(50, gt=0, description="Checkpoint every N optimizer steps.")
+    keep_checkpoints: int = Field(2, gt=0, description="How many recent checkpoints to keep.")
+    log_every: int = Field(1, gt=0, description="Write a metrics line every N optimizer steps.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value):
+        return "no" if value is False else value  # YAML reads a bare `no` as false
+
+
+class GrpoConfig(Section):
+    """`r1tune grpo`: reinforcement learning with verifiable rewards, the second stage after SFT."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    adapter: str | None = Field(
+        None, description="A finetune run (or its final/) whose LoRA-family adapter GRPO trains on: the SFT "
+        "stage. Its method settings replace `method`; `model` defaults to its base and must be that base.")
+    data: GrpoDataConfig = Field(default_factory=GrpoDataConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+    grpo: GrpoSettings = Field(default_factory=GrpoSettings)
+    train: GrpoTrainConfig = Field(default_factory=GrpoTrainConfig)
+    out: str = Field("runs/grpo", description="Output folder: checkpoints/, final/, metrics.jsonl, samples.jsonl.")
+
+
 # ---------------------------------------------------------------- prepare (issue 3)
 
 CleanRule = Literal["html", "control", "nfkc", "fullwidth", "symbols", "numbers", "cjk_spaces", "user", "whitespace"]
