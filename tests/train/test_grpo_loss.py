@@ -60,7 +60,7 @@ def trl_advantages(rewards: torch.Tensor, scale: str) -> torch.Tensor:
 def test_advantages_equal_trls_formula(inputs, scale):
     rewards = torch.tensor([1.0, 0.0, 2.0, 0.5, 0.5, 0.5, 3.0, float("nan"), 1.0])
     ours, zero_std = group_advantages(rewards, G, scale)
-    torch.testing.assert_close(ours, trl_advantages(rewards, scale), rtol=0, atol=1e-7)
+    torch.testing.assert_close(ours, trl_advantages(rewards, scale), rtol=0, atol=1e-6)  # a few fp32 ulps: reductions differ with the thread count
     assert zero_std.tolist() == [False, True, False]  # the middle group's rewards are all equal: no signal
 
 
