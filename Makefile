@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# one pytest worker per core, at most 4 (each holds its own tiny models); a test file stays on one worker
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: demo test bench lint install clean
 
@@ -27,10 +29,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	sh scripts/install-test-deps.sh
 	$(BIN)/ruff check src tests bench tools
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/whole_run.py  # issue 20: a whole short run, exec to exit
 	$(BIN)/python bench/grpo.py
 
 lint: $(STAMP)

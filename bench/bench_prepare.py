@@ -3,13 +3,19 @@
     .venv/bin/python bench/bench_prepare.py            # 20 MB synthetic file, about half a minute
     .venv/bin/python bench/bench_prepare.py --mb 2000  # the 2 GB case: memory stays flat
     .venv/bin/python bench/bench_prepare.py --workers 4  # clean and check also on 4 processes (default: every core)
+    .venv/bin/python bench/bench_prepare.py --no-plain   # skip the plain per-record path (R1TUNE_PREP_REFERENCE=1)
+    .venv/bin/python bench/bench_prepare.py --repeat 5   # and the best of 5 interleaved runs of each path
+    .venv/bin/python bench/bench_prepare.py --input data.jsonl   # a file of your own instead of the synthetic one
 
 Generates a synthetic JSONL of Chinese, English and mixed finance / medical records (with HTML
 remnants, full-width characters, symbol noise, personal data and 5% duplicates) in a temporary folder,
 then times each step as a single process (one core) and prints one JSON object: records/s and MB/s of
 input per CPU-second (= per core; wall time is shown too) per step and for clean + check together,
 plus the peak resident memory, which does not grow with the file size (the exact-dedupe and
-conflict indexes grow by a few bytes per distinct record, not with the text).
+conflict indexes grow by a few bytes per distinct record, not with the text). The steps run as the CLI runs them:
+records read in batches, vectorised RE2 scans choosing where the Python rules run (data/clean_scan.py), the
+one-off costs (pyarrow's import, the Unicode tables) counted in the first step. `plain_path` then times clean and
+check again on the same file with the scans off (the per-record reference path), and says whether the files match.
 """
 
 from __future__ import annotations
@@ -84,8 +90,14 @@ def main() -> None:
     parser.add_argument("--keep", help="Write the files here instead of a temporary folder.")
     parser.add_argument("--workers", type=int, default=0,
                         help="Also time clean and check on this many processes (default 0: every core; 1: skip).")
+    parser.add_argument("--no-plain", action="store_true", help="Do not time the plain per-record path.")
+    parser.add_argument("--input", help="Time this JSONL file instead of a synthetic one.")
+    parser.add_argument("--repeat", type=int, default=0,
+                        help="Also time clean and check on both paths this many times, interleaved, and report the "
+                             "best of each (per-record work alone, robust to other load on the machine).")
     args = parser.parse_args()
 
+    from r1tune.data import scan
     from r1tune.data.clean import clean_file
     from r1tune.data.dedup import dedupe_file
     from r1tune.data.parallel import resolve_workers
@@ -95,7 +107,11 @@ def main() -> None:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         raw = folder / "raw.jsonl"
-        records = write_synthetic(raw, args.mb)
+        if args.input:  # the user's file (or the clean output of an earlier run: most records need nothing)
+            raw.write_bytes(Path(args.input).read_bytes())
+            records = raw.read_bytes().count(b"\n")
+        else:
+            records = write_synthetic(raw, args.mb)
         size_mb = raw.stat().st_size / 1024 / 1024
         timings, cpu = {}, {}
         rss_after = {}
@@ -118,6 +134,51 @@ def main() -> None:
         cpu["dedupe_exact"] = time.process_time() - start_cpu
         rss_after["dedupe_exact"] = peak_rss_mb()
 
+        same = lambda a, b: (folder / a).read_bytes() == (folder / b).read_bytes()  # noqa: E731
+        plain = None
+        if not args.no_plain:  # the same two steps on the plain per-record path, same file, same run
+            vectorised, scan.VECTORISED = scan.VECTORISED, False
+            try:
+                start_cpu = time.process_time()
+                clean_file(raw, folder / "clean-plain.jsonl")
+                clean_cpu = time.process_time() - start_cpu
+                start_cpu = time.process_time()
+                check_file(folder / "clean.jsonl", folder / "report-plain")
+                check_cpu = time.process_time() - start_cpu
+            finally:
+                scan.VECTORISED = vectorised
+            plain = {"clean": {"cpu_s": round(clean_cpu, 2), "mb_per_s_per_core": round(size_mb / clean_cpu, 2),
+                               "vectorised_speedup": round(clean_cpu / cpu["clean"], 2)},
+                     "check": {"cpu_s": round(check_cpu, 2), "mb_per_s_per_core": round(size_mb / check_cpu, 2),
+                               "vectorised_speedup": round(check_cpu / cpu["check"], 2)},
+                     "clean_plus_check": {"mb_per_s_per_core": round(size_mb / (clean_cpu + check_cpu), 2),
+                                          "vectorised_speedup": round((clean_cpu + check_cpu) /
+                                                                      (cpu["clean"] + cpu["check"]), 2)},
+                     "files_identical": same("clean-plain.jsonl", "clean.jsonl")
+                     and same("clean-plain.log.jsonl", "clean.log.jsonl")
+                     and same("report-plain/problems.jsonl", "report/problems.jsonl")}
+            if args.repeat:  # per-record work alone (one-off costs paid above), best of interleaved repeats
+                best: dict = {}
+                for _ in range(args.repeat):
+                    for on in (False, True):
+                        scan.VECTORISED = on
+                        try:
+                            for step, run in (("clean", lambda: clean_file(raw, folder / "clean-again.jsonl")),
+                                              ("check", lambda: check_file(folder / "clean.jsonl",
+                                                                           folder / "report-again"))):
+                                start_cpu = time.process_time()
+                                run()
+                                key = (step, on)
+                                best[key] = min(best.get(key, float("inf")), time.process_time() - start_cpu)
+                        finally:
+                            scan.VECTORISED = vectorised
+                plain["best_of_repeats"] = {
+                    "repeats": args.repeat,
+                    **{step: {"cpu_s_plain": round(best[(step, False)], 2),
+                              "cpu_s_vectorised": round(best[(step, True)], 2),
+                              "vectorised_speedup": round(best[(step, False)] / best[(step, True)], 2)}
+                       for step in ("clean", "check")}}
+
         # Clean and check on several processes: wall-clock rate, the CPU of parent and workers together, and
         # whether the files are the same as one process wrote.
         workers = resolve_workers(args.workers)
@@ -131,7 +192,6 @@ def main() -> None:
                 return time.perf_counter() - start, time.process_time() - start_cpu + \
                     (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
 
-            same = lambda a, b: (folder / a).read_bytes() == (folder / b).read_bytes()  # noqa: E731
             parallel = {"workers": workers}
             wall, cpu_all = timed(clean_file, raw, folder / "clean-parallel.jsonl")
             parallel["clean"] = {"wall_s": round(wall, 2), "mb_per_s_wall": round(size_mb / wall, 2),
@@ -160,6 +220,7 @@ def main() -> None:
         "steps": {name: rate([name]) for name in timings},
         "clean_plus_check": rate(["clean", "check"]),
         "clean_plus_check_plus_dedupe": rate(list(timings)),
+        "plain_path": plain,
         "on_several_processes": parallel,
         "peak_rss_mb_after": {k: round(v) for k, v in rss_after.items()},
         "counts": {"clean_dropped": clean["dropped"], "clean_changed": clean["changed"],

@@ -344,6 +344,8 @@ def run_peer(peer_py: Path, variant: str, rnd: int, args, model: Path, data: Pat
         "losses": rec["losses"], "model_gflops_per_s": rec["model_gflops_per_s"],
         "inproc_peak_rss_mb": rec["peak_rss_mb"], "cpu_util": rec.get("cpu_util"),
         "versions": rec.get("versions"),
+        # issue 20: the whole process as the user waits for it (exec to exit), all steps' real tokens
+        "real_tok_per_s_whole": round(sum(real) / m["wall_s"], 2),
     })
     return res
 
@@ -407,6 +409,7 @@ def run_r1tune(variant: str, rnd: int, args, model: Path, data: Path, run_dir: P
         "step_real": [s["real"] for s in steps], "step_total": [s["total"] for s in steps],
         "losses": [round(r["loss"], 4) for r in rows], "model_gflops_per_s": round(flops / ss_dt / 1e9, 2),
         "train_peak_memory_mb": round(prov["training"]["peak_memory_bytes"] / 2**20, 1),
+        "real_tok_per_s_whole": round(sum(s["real"] for s in steps) / m["wall_s"], 2),  # issue 20, as the peer's
         # CPU share the training steps got (2 threads = 1.0): steps 2..N, from /proc/<pid>/stat as lines appeared
         "cpu_util": round(cpu_ss / wall_ss / 2, 3) if cpu_ss and wall_ss else round(m["cpu_s"] / m["wall_s"] / 2, 3),
     })
@@ -459,7 +462,8 @@ def summarise(results: list[dict], peaks: list[dict], variants: list[str]) -> tu
             # both sides per full CPU share: robust to other processes on the machine
             r["mfu_cpu_norm"] = r["model_gflops_per_s"] / min(1.0, r["cpu_util"]) / peak_cpu[r["compute_dtype"]]
             r["real_tok_per_cpu_s"] = r["real_tok_per_s"] / min(1.0, r["cpu_util"]) / 2
-    hdr = ("| round | variant | dtype | real tok/s | padding | real / loss tok per step | max padded tok/step | "
+    hdr = ("| round | variant | dtype | real tok/s | whole-process real tok/s | padding | real / loss tok per step | "
+           "max padded tok/step | "
            "peak RSS | loss@T | ΔL vs TRL-nopack | MFU (own dtype peak) | MFU (fp32 peak) | CPU share | "
            "MFU per CPU share | wall |")
     lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
@@ -476,17 +480,20 @@ def summarise(results: list[dict], peaks: list[dict], variants: list[str]) -> tu
             r["dloss_vs_trl_nopack"] = (r["loss_at_T"] - ref_loss) if known else None
             if "error" in r:
                 lines.append(f"| {rd} | {r['variant']} | {r['compute_dtype']} | error: {str(r['error'])[:120]} |"
-                             + " |" * 11)
+                             + " |" * 12)
                 continue
             lines.append(
                 f"| {rd} | {r['variant']} | {r['compute_dtype']} | {fmt(r['real_tok_per_s'])} | "
-                f"{fmt(r['padding_frac'], 0, True)} | {r['real_per_step']:.0f} / {r['loss_tok_per_step']:.0f} | "
+                f"{fmt(r.get('real_tok_per_s_whole'))} | {fmt(r['padding_frac'], 0, True)} | "
+                f"{r['real_per_step']:.0f} / {r['loss_tok_per_step']:.0f} | "
                 f"{r['max_total_per_step']} | {r['peak_rss_mb'] / 1024:.2f} GiB | {fmt(r['loss_at_T'], 4)} | "
                 f"{fmt(r['dloss_vs_trl_nopack'], 4)} | {fmt(r.get('mfu'), 1, True)} | "
                 f"{fmt(r.get('mfu_fp32_peak'), 1, True)} | {fmt(r.get('cpu_util'), 2)} | "
                 f"{fmt(r.get('mfu_cpu_norm'), 1, True)} | {r['wall_s']:.0f} s |")
         summary["rounds"][rd] = {"loss_T_tokens": budget}
-    lines += ["", "loss@T: mean training loss over the first T real tokens (T = least tokens any variant of the "
+    lines += ["", "whole-process real tok/s: real tokens of all steps ÷ the process's wall time from exec to exit "
+              "(imports, model load, tokenizing, warm-up, saving included; bench/whole_run.py times a whole short "
+              "run). loss@T: mean training loss over the first T real tokens (T = least tokens any variant of the "
               "round trained on); ΔL = loss@T − TRL-nopack's loss@T in the same round. CPU share: CPU time of "
               "the training steps ÷ (wall × 2 threads) — below 1 when other processes took the cores; MFU per CPU "
               "share divides both the run and the matmul peak by the CPU share each got.", ""]
@@ -494,6 +501,7 @@ def summarise(results: list[dict], peaks: list[dict], variants: list[str]) -> tu
     lines += ["Within-round ratios (same round, same dtype for the peers; targets: speed ≥ 2.0× TRL-nopack and "
               "≥ 1.3× the best peer; peak RSS ≤ 0.6× TRL-nopack and ≤ 1.0× TRL-packing):", ""]
     hdr2 = ("| round | r1tune variant | vs TRL-nopack (speed) | best peer (same dtype) | vs best peer (speed) | "
+            "whole process: vs TRL-nopack / vs the best peer's whole process | "
             "per CPU share: vs TRL-nopack / vs best peer | RSS / TRL-nopack | RSS / TRL-packing | ΔL vs TRL-nopack |")
     lines += [hdr2, "|" + "---|" * (hdr2.count("|") - 1)]
     ratios = {}
@@ -518,10 +526,14 @@ def summarise(results: list[dict], peaks: list[dict], variants: list[str]) -> tu
                 "rss_vs_trl_nopack": r["peak_rss_mb"] / nop["peak_rss_mb"] if nop else None,
                 "rss_vs_trl_pack": r["peak_rss_mb"] / pk["peak_rss_mb"] if pk else None,
                 "dloss_vs_trl_nopack": r.get("dloss_vs_trl_nopack"),
+                "whole_vs_trl_nopack": _ratio(r, nop, "real_tok_per_s_whole"),  # issue 20
+                "whole_vs_best_peer": _ratio(r, max(peers, key=lambda p: p.get("real_tok_per_s_whole") or 0)
+                                             if peers else None, "real_tok_per_s_whole"),
             }
             ratios.setdefault(v, []).append(row)
             lines.append(f"| {rd} | {v} | {fmt(row['speed_vs_trl_nopack'], 2)}× | {row['best_peer']} | "
-                         f"{fmt(row['speed_vs_best_peer'], 2)}× | {fmt(row['cpu_norm_vs_trl_nopack'], 2)}× / "
+                         f"{fmt(row['speed_vs_best_peer'], 2)}× | {fmt(row['whole_vs_trl_nopack'], 2)}× / "
+                         f"{fmt(row['whole_vs_best_peer'], 2)}× | {fmt(row['cpu_norm_vs_trl_nopack'], 2)}× / "
                          f"{fmt(row['cpu_norm_vs_best_peer'], 2)}× | {fmt(row['rss_vs_trl_nopack'], 2)} | "
                          f"{fmt(row['rss_vs_trl_pack'], 2)} | {fmt(row['dloss_vs_trl_nopack'], 4)} |")
     summary["ratios"] = ratios

@@ -4,8 +4,11 @@ The tiny models are built once per session (a few seconds) from a config and a l
 that carries the R1 special tokens and chat template; tests never download anything.
 """
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 
 import pytest
 
@@ -13,6 +16,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# issue 20: runs cache their tokenized data; the suite's cache lives and dies with the session, not in ~/.cache
+os.environ["R1TUNE_CACHE"] = tempfile.mkdtemp(prefix="r1tune-test-cache-")
+atexit.register(shutil.rmtree, os.environ["R1TUNE_CACHE"], ignore_errors=True)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: a torch pool per worker would oversubscribe the cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _real_connect = socket.socket.connect
 

@@ -45,9 +45,18 @@ def validate_r1tune(argv: list[str], path: Path) -> None:
         assert load_config(PrepareConfig, path).input
     elif verb == "prepare" and argv[2] == "convert":
         load_spec(argv[argv.index("--kind") + 1], path)
+    elif verb == "search":  # issue 16: a finetune config (the trials' base) plus its search section
+        from r1tune.config import SearchConfig
+
+        cfg = load_config(SearchConfig, path)
+        assert (cfg.model.name_or_path and cfg.data.train) or cfg.search.base
     elif verb == "annotate":
         schema = load_schema(path)
         assert schema.entities or schema.relations or schema.intents
+    elif verb == "board":  # issue 17
+        from r1tune.config import BoardConfig
+
+        assert load_config(BoardConfig, path).runs
     else:
         pytest.fail(f"{path.name}: no validation for `r1tune {verb}` configs: add it to tests/test_configs.py")
 

@@ -12,11 +12,14 @@ from pathlib import Path
 import typer
 
 from r1tune.config import (
+    BoardConfig,
     EvaluateConfig,
     FinetuneConfig,
+    GgufConfig,
     GrpoConfig,
     MergeConfig,
     QuantizeConfig,
+    SearchConfig,
     ServeConfig,
     flag_overrides,
     load_config,
@@ -26,6 +29,7 @@ from r1tune.config import (
 from r1tune.errors import R1TuneError
 from r1tune.model.bitsandbytes_import import hide_bitsandbytes
 from r1tune.recipes.annotate import import_annotations, report_agreement, write_label_config, write_tasks
+from r1tune.recipes.board import board
 from r1tune.recipes.make_tiny_model import make_tiny_model
 from r1tune.recipes.prepare import (
     augment_step,
@@ -49,7 +53,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 @app.command("make-tiny-model")
 def make_tiny_model_cmd(
     out: Path = typer.Argument(..., help="Folder to write the model and tokenizer to."),
-    arch: str = typer.Option("qwen2", help="qwen2 (R1-Distill-Qwen) or llama (R1-Distill-Llama)."),
+    arch: str = typer.Option("qwen2", help="qwen2 (R1-Distill-Qwen), llama (R1-Distill-Llama), or the "
+                             "vision-language qwen2_5_vl / qwen2_vl."),
     size: str = typer.Option("tiny", help="tiny (fast tests) or small (real 151,936-row vocabulary)."),
     seed: int = typer.Option(0, help="Initialisation seed."),
 ):
@@ -89,6 +94,7 @@ FINETUNE_FLAGS = {
     "save_every": "train.save_every", "eval_every": "train.eval_every", "reasoning": "data.reasoning",
     "auto_batch_size": "train.auto_batch_size", "layers": "method.layers",
     "encoding": "data.encoding", "columns": "data.columns",
+    "continue_from": "continual.continue_from", "replay": "continual.replay", "test": "continual.test",  # issue 15
 }
 
 
@@ -115,6 +121,9 @@ def finetune_cmd(
     layers: str | None = typer.Option(None, help="method.layers: 'top:N', 'A-B' or 'i,j,k'"),
     encoding: str | None = ENCODING_OPTION,
     columns: str | None = COLUMNS_OPTION,
+    continue_from: str | None = typer.Option(None, help="continual.continue_from: parent run to continue (issue 15)"),
+    replay: float | None = typer.Option(None, help="continual.replay: share of each batch from earlier increments"),
+    test: str | None = typer.Option(None, help="continual.test: this increment's test set (lineage + gate)"),
     set_: list[str] = typer.Option([], "--set", help="Any config key: --set train.weight_decay=0.0"),
 ):
     """Fine-tune a model with one recipe for every method (LoRA, DoRA, QLoRA, IA3, prefix, prompt, full, freeze…)."""
@@ -127,9 +136,12 @@ def finetune_cmd(
     given = dict(model=model, data=data, out=out, method=method, max_steps=max_steps, epochs=epochs,
                  batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
                  save_every=save_every, eval_every=eval_every, reasoning=reasoning,
-                 auto_batch_size=auto_batch_size or None, layers=layers, encoding=encoding, columns=columns)
+                 auto_batch_size=auto_batch_size or None, layers=layers, encoding=encoding, columns=columns,
+                 continue_from=continue_from, replay=replay, test=test)
     cfg = load_config(FinetuneConfig, config, merge(flag_overrides(FINETUNE_FLAGS, given), parse_overrides(set_)))
-    finetune(cfg, resume=resume)
+    summary = finetune(cfg, resume=resume)
+    if (summary.get("continual") or {}).get("promoted") is False:  # issue 15: the forgetting gate said no
+        raise typer.Exit(3)
 
 
 GRPO_FLAGS = {
@@ -493,7 +505,8 @@ def human_import_cmd(
 
 # --- export / serve / chat commands (issue 7): `r1tune export …`, `r1tune serve`, `r1tune chat` go here ---
 
-export_app = typer.Typer(no_args_is_help=True, help="Export a run: merge its LoRA adapter, quantize to INT8.")
+export_app = typer.Typer(no_args_is_help=True, help="Export a run: merge its LoRA adapter, quantize to INT8, "
+                                                   "write a GGUF for llama.cpp / Ollama.")
 app.add_typer(export_app, name="export")
 
 
@@ -530,6 +543,21 @@ def export_quantize_cmd(
     quantize(load_config(QuantizeConfig, None, flag_overrides({}, given)))
 
 
+@export_app.command("gguf")
+def export_gguf_cmd(
+    run: str = typer.Argument(..., help="Finetune run (adapter runs are merged in fp32 first) or a model folder."),
+    type_: str | None = typer.Option(None, "--type", help="f16 | bf16 | q8_0 (default) | q4_0."),
+    out: str | None = typer.Option(None, help="The .gguf file (default RUN/gguf-TYPE/RUNNAME-TYPE.gguf); Modelfile "
+                                              "and gguf_report.json go beside it."),
+    check: bool | None = typer.Option(None, "--check/--no-check", help="Reload with transformers and compare logits "
+                                                                        "with the source model (default on)."),
+):
+    """Write a GGUF for llama.cpp / Ollama (no llama.cpp needed), an Ollama Modelfile and gguf_report.json."""
+    from r1tune.recipes.export import gguf_export
+
+    gguf_export(load_config(GgufConfig, None, flag_overrides({}, dict(run=run, type=type_, out=out, check=check))))
+
+
 def _serve_config(config: Path | None, flags: dict, adapters: list[str], set_: list[str]):
     overrides = flag_overrides({}, flags)
     for pair in adapters:
@@ -542,7 +570,8 @@ def _serve_config(config: Path | None, flags: dict, adapters: list[str], set_: l
 
 @app.command("serve")
 def serve_cmd(
-    run: str = typer.Argument(..., help="Finetune run, merged / int8 export, or model folder."),
+    run: str = typer.Argument(..., help="Finetune run, merged / int8 export, or model folder; or a folder of "
+                              "continual runs: its newest promoted run, swapped on promotion (issue 15)."),
     config: Path | None = typer.Option(None, "--config", help="YAML ServeConfig (optional)."),
     host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1, loopback only)."),
     port: int | None = typer.Option(None, help="Port (default 8000)."),
@@ -599,6 +628,48 @@ def advise_cmd(
 
     typer.echo(advise(model, data, memory, gpus, keep_general_ability, method, batch_size, max_length, measure,
                       as_json), nl=False)
+
+
+# --- search command (issue 16) ---
+SEARCH_FLAGS = {"trials": "search.trials", "timeout": "search.timeout", "metric": "search.metric",
+                "storage": "search.storage", "jobs": "search.jobs", "study_name": "search.study_name", "out": "out"}
+
+
+@app.command("search")
+def search_cmd(
+    config: Path = typer.Argument(..., help="YAML: a finetune config (every trial's base) + its `search` section."),
+    trials: int | None = typer.Option(None, help="search.trials: finished trials the study holds when done."),
+    timeout: str | None = typer.Option(None, help="search.timeout: wall-clock budget, e.g. 30m, 2h, 1h30m."),
+    metric: str | None = typer.Option(None, help="search.metric: val_loss | accuracy | macro_f1 | rougeL | …"),
+    storage: str | None = typer.Option(None, help="search.storage: Optuna URL (default sqlite:///OUT/study.db); "
+                                       "postgresql://… or mysql://… shares one study between machines."),
+    jobs: int | None = typer.Option(None, help="search.jobs: trials run at once (one GPU each where there are GPUs)."),
+    study_name: str | None = typer.Option(None, help="search.study_name"),
+    out: str | None = typer.Option(None, help="out: study folder (trials/, best/, best.yaml, report.html)."),
+    set_: list[str] = typer.Option([], "--set", help="Any config key: --set search.pruner=hyperband"),
+):
+    """Search the best method and hyper-parameters within a budget (Optuna TPE + pruning), advisor's pick first."""
+    from r1tune.recipes.search import search
+
+    given = dict(trials=trials, timeout=timeout, metric=metric, storage=storage, jobs=jobs, study_name=study_name,
+                 out=out)
+    search(load_config(SearchConfig, config, merge(flag_overrides(SEARCH_FLAGS, given), parse_overrides(set_))))
+
+
+# --- board command (issue 17) ---
+@app.command("board")
+def board_cmd(
+    config: Path | None = typer.Option(None, "--config", help="YAML BoardConfig (optional)."),
+    host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1, loopback only)."),
+    port: int | None = typer.Option(None, help="Port (default 7860)."),
+    runs: str | None = typer.Option(None, help="The runs folder the board lists, launches into and uploads to."),
+    api_key: str | None = typer.Option(None, help="Required off loopback. Prefer the R1TUNE_API_KEY variable."),
+    model: list[str] = typer.Option([], "--model", help="A base model offered in the forms (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Any BoardConfig key: --set poll_s=1"),
+):
+    """Web board (Data / Train / Runs / Evaluate / Chat / Export) over one runs folder, in English and Chinese."""
+    flags = dict(host=host, port=port, runs=runs, api_key=api_key, models=model or None)
+    board(load_config(BoardConfig, config, merge(flag_overrides({}, flags), parse_overrides(set_))))
 
 
 def strip_option(argv: list[str], name: str) -> list[str]:

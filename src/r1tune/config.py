@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from r1tune.errors import R1TuneError
 from r1tune.files import write_text
@@ -75,6 +84,14 @@ class ModelConfig(Section):
         None, ge=0.0, lt=1.0, description="Dropout on each decoder layer's output while training (None: off).")
 
 
+class MixSource(Section):  # issue 15: data.mix
+    path: str = Field(..., description="Training data file (any finetune format, read with data.format / "
+                      "encoding / columns).")
+    share: float = Field(..., gt=0.0, lt=1.0, description="Probability that a sample of a batch comes from this "
+                         "source (drawn per batch slot with the run's seed); data.train gets what the sources leave.")
+    name: str = Field("", description="Name in the start line and metrics (default: the file's stem).")
+
+
 class DataConfig(Section):
     train: str = Field(
         "", description="Training data: .jsonl/.json/.csv/.parquet in alpaca, ShareGPT or messages form.")
@@ -100,6 +117,22 @@ class DataConfig(Section):
     columns: ColumnMap = Field({}, description=COLUMNS_HELP + " Applies to train and validation.")
     chat_template: Literal["model", "r1", "r1-2025-01"] = Field(
         "model", description="Template to train with: the tokenizer's own, or one of the bundled R1 templates.")
+    # issue 20: tokenize once (train/token_cache.py); YAML reads a bare `off` as false
+    token_cache: Annotated[str, BeforeValidator(lambda v: "off" if v is False else v)] = Field(
+        "auto", description="Folder of the tokenized-data cache: a rerun on the same data files, tokenizer, "
+        "template and data settings reads the tokenized set instead of tokenizing again. auto: $R1TUNE_CACHE or "
+        "~/.cache/r1tune, under tokens/; off: always tokenize.")
+    mix: list[MixSource] = Field(  # issue 15
+        [], description="More training sources sampled into every batch beside data.train (replay of earlier "
+        "data, general-ability data, your own), each with its share of the batch; the shares must leave some for "
+        "data.train. Validation is held out of data.train only.")
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_leaves_room(cls, value):
+        if sum(s.share for s in value) >= 1.0:
+            raise ValueError("the shares of data.mix must add up to less than 1 (data.train gets the rest)")
+        return value
 
 
 class MethodConfig(Section):
@@ -124,6 +157,12 @@ class MethodConfig(Section):
     double_quant: bool = Field(True, description="qlora: also quantise the quantisation constants.")
     layerwise_lr_decay: float | None = Field(
         None, gt=0, le=1, description="Learning rate of layer l = lr × decay^(top − l): lower layers move less.")
+    # issue 19: vision-language models (Qwen2-VL / Qwen2.5-VL)
+    vision_lr: float | None = Field(
+        None, gt=0, description="Vision models: train the vision tower at this learning rate (None: frozen).")
+    projector_lr: float | None = Field(
+        None, gt=0, description="Vision models: train the projector (visual.merger) at this learning rate "
+        "(None: frozen; implied by vision_lr, whose rate it then shares unless set).")
 
 
 CPU_MICRO_BATCH_TOKENS = 2048  # train.max_micro_batch_tokens when unset on a CPU machine (see the field)
@@ -141,6 +180,10 @@ class TrainConfig(Section):
     max_micro_batch_tokens: int | None = Field(
         None, ge=0, description="Run each micro-batch in length-sorted pieces of at most this many padded tokens "
         "(same gradient, activation memory bounded by the cap). None: 2048 on CPU, no cap on GPU; 0: no cap.")
+    return_freed_memory: bool = Field(  # issue 20: speed by default; the memory estimate follows this setting
+        False, description="CPU: pin glibc's mmap threshold at 64 KiB so every freed activation goes back to the "
+        "OS at once: peak RSS follows tensor memory (0.73x on the small bench model) but each step runs 10-20% "
+        "slower (page faults on every large allocation). Off: glibc keeps freed blocks for reuse.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to norms and biases).")
     warmup_steps: int = Field(500, ge=0, description="Linear warmup steps, capped at 10% of a short run.")
@@ -159,11 +202,51 @@ class TrainConfig(Section):
     early_stopping_rising: int = Field(
         10, gt=0, description="Stop when eval loss rose in this many consecutive evaluations.")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    # issue 20: scale-out (train/fsdp.py)
+    fsdp: bool = Field(
+        False, description="With several processes, shard weights, gradients and optimizer states over them (FSDP2, "
+        "one unit per decoder layer; gloo on CPU, NCCL on GPUs). Checkpoints hold whole tensors. One process: ignored.")
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value):
         return "no" if value is False else value  # YAML reads a bare `no` as false
+
+
+# ---------------------------------------------------------------- continual fine-tuning (issue 15)
+
+
+class GateConfig(Section):
+    previous: float = Field(0.05, ge=0, description="Largest allowed drop of the metric on any earlier increment's "
+                            "test set (accuracy for labelled sets, else exact match), against the parent run.")
+    general: float = Field(0.02, ge=0, description="Largest allowed drop of accuracy on the general set, against "
+                           "the parent run.")
+
+
+class ContinualConfig(Section):
+    continue_from: str | None = Field(
+        None, description="Parent run to continue (its adapter or full weights): method, base model and template "
+        "must match it; its lineage.json (or, for a run that has none, its config and provenance) is extended.")
+    replay: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of every batch replayed from the lineage's earlier training data "
+        "(split over the increments by their sizes). A recorded file that changed or vanished stops the run.")
+    l2: float = Field(0.0, ge=0.0, description="Weight of (l2/2)·Σ(θ−θ_parent)² added to the loss over the trained "
+                      "parameters (0: off).")
+    ewc: float = Field(0.0, ge=0.0, description="Weight of EWC, (ewc/2)·Σ F·(θ−θ_parent)², with F the parent's "
+                       "diagonal Fisher information (0: off).")
+    fisher_samples: int = Field(
+        0, ge=0, description="Training samples the diagonal Fisher information is estimated on at the end of the run "
+        "(final/fisher.safetensors), for a later run's EWC. 0: none; a child with ewc > 0 then estimates it on "
+        "its parent's training data before it trains and stores it in the parent's final/.")
+    test: str | None = Field(
+        None, description="This increment's test set: recorded (path + sha256) in lineage.json and evaluated by "
+        "this run's gate and by every later increment's.")
+    general: str | None = Field(None, description="General-ability set for the gate (default: the bundled one; "
+                                "samples with answer_type/aliases are checked as verifiable answers).")
+    general_enabled: bool = Field(True, description="Evaluate (and gate on) the general set.")
+    gate: GateConfig = Field(default_factory=GateConfig)
+    max_new_tokens: int = Field(64, gt=0, description="Tokens generated per test prompt by the gate (greedy).")
+    max_test_samples: int | None = Field(None, gt=0, description="Evaluate at most this many samples of each set.")
 
 
 class FinetuneConfig(Section):
@@ -173,6 +256,7 @@ class FinetuneConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    continual: ContinualConfig = Field(default_factory=ContinualConfig)  # issue 15
     out: str = Field("runs/finetune", description="Output folder: checkpoints/, final/, metrics.jsonl.")
 
 
@@ -573,6 +657,10 @@ class ServeLimits(Section):
                                 "body (400 deeper).")
     max_concurrent: int = Field(64, gt=0, description="Requests running or queued at once; more are answered 429.")
     max_batch_size: int = Field(8, gt=0, description="Choices generated together in one batch by the worker.")
+    # issue 19: image_url parts (vision models; base64 data: URLs only, nothing is fetched)
+    max_images: int = Field(8, gt=0, description="Most images per request (400 above).")
+    max_image_bytes: int = Field(4_000_000, gt=0, description="Largest decoded image file, in bytes (400 above).")
+    max_image_pixels: int = Field(4096 * 4096, gt=0, description="Largest image, width × height (400 above).")
 
     def prompt_chars_cap(self, context_length: int) -> int:
         """max_prompt_chars, else 8 characters per prompt token allowed (ordinary text averages 1 to 5)."""
@@ -606,6 +694,35 @@ class ServeConfig(Section):
                                 "machine shared with other work, 1 avoids threads spinning against each other.")
     limits: ServeLimits = Field(default_factory=ServeLimits)
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    watch_s: float = Field(5.0, ge=0, description="Serving a lineage folder (issue 15): seconds between looks for a "
+                           "newly promoted run, swapped in without a restart (0: only on POST /admin/reload).")
+
+
+# ---------------------------------------------------------------- board (issue 17)
+
+
+class BoardConfig(Section):
+    """`r1tune board`: the web board over one runs folder (data, train, runs, evaluate, chat, export)."""
+
+    host: str = Field("127.0.0.1", description="Address to bind, loopback by default; another one needs an API key.")
+    port: int = Field(7860, ge=0, lt=65536, description="TCP port.")
+    runs: str = Field("runs", description="The folder the board works in: every run under it is listed, every "
+                      "launch writes into it, uploads go to its uploads/; no path outside it is read or served.")
+    api_key: str | None = Field(None, description="Required when set: a login form for browsers, Authorization: "
+                                "Bearer KEY for scripts. Without one only loopback Host names are answered. Prefer "
+                                "the R1TUNE_API_KEY environment variable.")
+    models: list[str] = Field([], description="Model folders (or hub ids) offered as base models besides the models "
+                              "under `runs`; a web user cannot name any other folder outside `runs`.")
+    max_upload_bytes: int = Field(1 << 30, gt=0, description="Largest uploaded data file (413 above).")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="Largest JSON or form request body (413 above).")
+    poll_s: float = Field(0.5, gt=0, description="How often live views re-read metrics.jsonl, logs and job status.")
+    log_tail_bytes: int = Field(20_000, gt=0, description="Bytes of a job's log shown (its end).")
+    preview_records: int = Field(20, gt=0, le=1000, description="Records shown by the data preview.")
+    advise_timeout_s: float = Field(300.0, gt=0, description="Seconds the advisor (a child `r1tune advise`) may take.")
+    chat_threads: int | None = Field(None, gt=0, description="CPU threads for torch in the chat engine "
+                                     "(default: torch's choice).")
+    chat_max_tokens: int = Field(1024, gt=0, description="Default tokens per chat reply, reasoning included.")
+    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
 
 
 # ---------------------------------------------------------------- export (issue 7)
@@ -633,6 +750,24 @@ class QuantizeConfig(Section):
     max_samples: int | None = Field(None, gt=0, description="Measure on the first N test samples only.")
     max_new_tokens: int = Field(256, gt=0, description="Generation cap when scoring labelled (classification) data.")
     batch_size: int = Field(16, gt=0, description="Evaluation batch size.")
+
+
+class GgufConfig(Section):
+    """`r1tune export gguf RUN`: one GGUF file for llama.cpp / Ollama, its Modelfile and gguf_report.json."""
+
+    run: str = Field("", description="Finetune run (adapter runs are merged in fp32 first) or a model folder.")
+    type: Literal["f16", "bf16", "q8_0", "q4_0"] = Field(
+        "q8_0", description="Weight type: f16 / bf16 (lossless from bf16 weights), q8_0 (half of bf16, near "
+        "lossless), q4_0 (a quarter; the LM head kept in q8_0). Norms and biases stay F32.")
+    out: str | None = Field(None, description="The .gguf file (default RUN/gguf-TYPE/RUNNAME-TYPE.gguf); Modelfile "
+                            "and gguf_report.json are written beside it.")
+    check: bool = Field(True, description="Reload the file with transformers' GGUF loader and compare its logits "
+                        "with the source model's (holds both models in fp32 memory, one after the other).")
+    temperature: float = Field(0.6, gt=0, le=2, description="Sampling temperature written into the GGUF "
+                               "(general.sampling.temp) and the Modelfile: DeepSeek's advice for R1.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass written into the GGUF and Modelfile.")
+    num_ctx: int = Field(8192, gt=0, description="Ollama context window (Modelfile num_ctx): R1 reasoning runs "
+                         "long, and Ollama's default window would cut it.")
 
 
 # ---------------------------------------------------------------- evaluate (issue 6)
@@ -752,6 +887,143 @@ class EvaluateConfig(Section):
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     general: GeneralSetConfig = Field(default_factory=GeneralSetConfig)
     business: BusinessConfig = Field(default_factory=BusinessConfig)
+
+
+# ---------------------------------------------------------------- search (issue 16)
+
+SearchMetric = Literal["val_loss", "accuracy", "macro_f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "bertscore",
+                       "entity_f1", "relation_f1", "exact_match", "json_valid", "schema_valid"]
+SearchObjective = Literal["memory", "time", "val_loss", "accuracy", "macro_f1", "bleu", "chrf", "rouge1", "rouge2",
+                          "rougeL", "bertscore", "entity_f1", "relation_f1", "exact_match", "json_valid",
+                          "schema_valid"]
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value):
+    """'30m', '2h', '1h30m', '90s', '45' or 45 (seconds) → seconds."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower().replace(" ", "")
+    if text.replace(".", "", 1).isdigit():
+        return float(text)
+    total, number = 0.0, ""
+    for char in text:
+        if char.isdigit() or char == ".":
+            number += char
+        elif char in DURATION_UNITS and number and number.count(".") <= 1:
+            total, number = total + float(number) * DURATION_UNITS[char], ""
+        else:
+            number = "?"
+            break
+    if number or not text:
+        raise ValueError(f"cannot read the duration {value!r} (e.g. 30m, 2h, 1h30m, 90s, or seconds)")
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class SearchDim(Section):
+    """One dimension of the search space: a typed range or a list of choices for one finetune key."""
+
+    type: Literal["float", "int", "categorical"] = Field(
+        ..., description="float / int: a range from low to high (log-uniform with log); categorical: choices.")
+    low: float | None = Field(None, description="float / int: the smallest value.")
+    high: float | None = Field(None, description="float / int: the largest value.")
+    log: bool = Field(False, description="float / int: sample on a log scale (learning rates); low must be > 0.")
+    step: float | None = Field(None, gt=0, description="float / int: only multiples of step above low (not with log).")
+    choices: list[bool | int | float | str] | None = Field(None, description="categorical: the values to try.")
+    times: str | None = Field(
+        None, description="The value is a multiplier of another setting: `advised_lr` (the advisor's learning rate "
+        "for the trial's method) or a key sampled earlier in the space (method.lora_r: alpha as a multiple of the "
+        "rank).")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical dimension needs a non-empty `choices` list")
+            if any(v is not None for v in (self.low, self.high, self.step)) or self.log:
+                raise ValueError("a categorical dimension takes `choices`, not low / high / step / log")
+            if len({repr(c) for c in self.choices}) != len(self.choices):
+                raise ValueError(f"choices {self.choices} name a value twice")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"a {self.type} dimension takes low / high, not choices (use type: categorical)")
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} dimension needs both low and high")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low:g} is above high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low:g})")
+        if self.log and self.step is not None:
+            raise ValueError("a log range cannot have a step")
+        if self.type == "int" and not all(float(v).is_integer() for v in (self.low, self.high, self.step or 1)):
+            raise ValueError("an int dimension needs whole numbers for low, high and step")
+        return self
+
+
+class SearchEvaluation(Section):
+    max_samples: int | None = Field(200, gt=0, description="Task metrics: score each trial on the first N "
+                                    "validation samples (None: all).")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="Task metrics: generation cap; default: the longest label's tokens + "
+        "reasoning_budget for classification, open_max_new_tokens otherwise.")
+    reasoning_budget: int = Field(256, gt=0, description="Task metrics, classification: reasoning tokens allowed "
+                                  "before the label.")
+    open_max_new_tokens: int = Field(512, gt=0, description="Task metrics: the cap for tasks without labels.")
+    batch_size: int = Field(16, gt=0, description="Task metrics: prompts generated together (greedy, KV cache).")
+
+
+class SearchSettings(Section):
+    base: str | None = Field(
+        None, description="A finetune config (YAML) the trials start from; this file's own finetune keys "
+        "(model, data, method, train) are merged over it. Without it, this file is the base.")
+    trials: int = Field(20, gt=0, description="Finished trials the study holds when done (complete, pruned or "
+                        "failed; an interrupted trial is redone, not counted).")
+    timeout: Duration | None = Field(
+        None, gt=0, description="Wall-clock budget of this command (30m, 2h, 1h30m, or seconds): no trial starts "
+        "after it, and a trial still running then is stopped and redone by the next run of the command.")
+    metric: SearchMetric = Field(
+        "val_loss", description="What a trial is judged on, on the validation split: val_loss (the finetune run's "
+        "own last evaluation), or a task metric from generating on it (accuracy, macro_f1, rougeL, …).")
+    direction: Literal["auto", "minimize", "maximize"] = Field(
+        "auto", description="auto: minimize val_loss, maximize task metrics.")
+    objectives: list[SearchObjective] = Field(
+        [], description="More objectives beside `metric`, making the study multi-objective (a Pareto front): "
+        "memory (peak training memory, minimised), time (training wall seconds, minimised), or another quality "
+        "metric. Optuna cannot prune multi-objective trials: every trial runs to its end.")
+    storage: str | None = Field(
+        None, description="Optuna storage URL; default sqlite:///OUT/study.db. Several machines share one study "
+        "through one PostgreSQL / MySQL URL (postgresql://user:pw@host/db) and the same study_name.")
+    study_name: str = Field("r1tune-search", description="The study's name in the storage.")
+    jobs: int = Field(1, gt=0, description="Trials run at once, each a child process (one GPU each where there "
+                      "are GPUs: CUDA_VISIBLE_DEVICES).")
+    seed: int = Field(0, description="Seed of the TPE sampler and of the validation split held out of train.")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="Stops unpromising trials from their intermediate validation losses: median (worse "
+        "than the median of earlier trials at the same step), hyperband, or none.")
+    pruner_startup_trials: int = Field(2, ge=0, description="median: trials that finish before any is pruned.")
+    pruner_warmup_steps: int = Field(0, ge=0, description="median: steps of a trial before it may be pruned.")
+    memory: str | None = Field(None, description="Memory per device the advisor fits methods and micro-batches in, "
+                               "e.g. 24GiB (default: the GPU's, or the RAM available now).")
+    keep_general_ability: bool = Field(False, description="The advisor prefers light methods and lower rates.")
+    advisor_first: bool = Field(True, description="The first trial is the advisor's recommendation.")
+    space: dict[str, SearchDim | None] = Field(
+        {}, description="Dimensions by finetune key (train.lr, method.lora_r, …, or train.global_batch), merged "
+        "over the built-in space; `~` removes a built-in dimension (its base value is then used by every trial).")
+    enqueue: list[dict[str, bool | int | float | str]] = Field(
+        [], description="Trials to run first (after the advisor's), each a {space key: value} mapping; keys left "
+        "out are sampled.")
+    evaluation: SearchEvaluation = Field(default_factory=SearchEvaluation)
+
+
+class SearchConfig(FinetuneConfig):
+    """`r1tune search`: a finetune config (the base of every trial) plus its `search` section."""
+
+    out: str = Field("runs/search", description="Study folder: trials/NNN/, study.db, best/, best.yaml, "
+                     "report.html.")
+    search: SearchSettings = Field(default_factory=SearchSettings)
 
 
 def load_section(cls: type[Section], raw: dict, where: str = "config"):

@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from r1tune.recipes.advise import advise, candidates
+from r1tune.recipes.advise import advise
+from r1tune.train.advice import candidates
 from r1tune.train.memory import GIB
 
 

@@ -75,7 +75,8 @@ def test_body_size_cap_with_and_without_content_length(start_server):
     ({**CHAT, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}, 400,
      "invalid_request"),
     ({**CHAT, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400,
-     "invalid_request"),
+     "images_not_supported"),  # issue 19: a text-only model says why (a vision model reads image_url parts)
+    ({**CHAT, "messages": [{"role": "user", "content": [{"type": "audio", "audio": "x"}]}]}, 400, "invalid_request"),
     ({**CHAT, "max_tokens": 10_000}, 400, "max_tokens_too_large"),
     ({**CHAT, "max_tokens": 0}, 400, "invalid_request"),
     ({**CHAT, "n": 9}, 400, "n_too_large"),

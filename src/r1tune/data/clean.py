@@ -45,6 +45,8 @@ from pathlib import Path
 import yaml
 
 from r1tune.config import CleanConfig, load_section
+from r1tune.data import scan
+from r1tune.data.clean_scan import batch_hints
 from r1tune.data.io import json_encoder, write_jsonl
 from r1tune.data.lang import ZH_EN_MIXED, detect_language, is_zh_en_or_mixed
 from r1tune.data.numbers import CN_SCALE, EN_SCALE, chinese_numeral, scientific
@@ -60,7 +62,7 @@ from r1tune.data.records import (
     text_slots,
     with_provenance,
 )
-from r1tune.data.steplog import StepLog, read_input, read_input_lines
+from r1tune.data.steplog import StepLog, read_input_hinted, read_input_lines_hinted
 from r1tune.errors import R1TuneError
 
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
@@ -180,7 +182,8 @@ _NOISE_CHAR = ("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2500-\u25FF\uE
 # A run of noise; written X X* rather than X+ because only a pattern that starts with a character class
 # lets the regex engine skip ahead to candidate characters (X+ makes it try a match at every position).
 _NOISE = re.compile(f"{_NOISE_CHAR}{_NOISE_CHAR}*")
-_REPEATED_PUNCT = re.compile(r"([!?！？。，,~～=*#·\-_.…])\1{3,}")
+_REPEATED_PUNCT_CHAR = re.compile(r"[!?！？。，,~～=*#·\-_.…]")
+_REPEATED_PUNCT = re.compile(f"({_REPEATED_PUNCT_CHAR.pattern})\\1{{3,}}")
 
 
 def _drop_noise(m: re.Match) -> str:
@@ -243,7 +246,8 @@ _CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff，。、；：！？）」』】》
 
 # Spaces before a closing or after an opening Chinese punctuation mark: a run of spaces, removed whole,
 # when the mark after it closes or the mark before it opens. Starts with a literal space (fast scan).
-_SPACE_AT_CJK_PUNCT = re.compile(r" (?: *(?=[，。、；：！？）」』】》])|(?<=[（「『【《，。、；：！？] ) *)")
+_CLOSING, _OPENING = re.compile("[，。、；：！？）」』】》]"), re.compile("[（「『【《，。、；：！？]")
+_SPACE_AT_CJK_PUNCT = re.compile(f" (?: *(?={_CLOSING.pattern})|(?<={_OPENING.pattern} ) *)")
 
 
 def normalize_whitespace(text: str) -> str:
@@ -261,6 +265,11 @@ def normalize_whitespace(text: str) -> str:
 def remove_cjk_spaces(text: str) -> str:
     return text if text.isascii() else _CJK_SPACE.sub("", text)
 
+
+# The character sets the rules look for, from which clean_scan.py makes their superset scans.
+RULE_CHARACTERS = {"control": _CONTROL_OR_LINE_SEP, "protected": _protected_pattern(), "cjk_punct": _CJK_PUNCT_RE,
+                   "han": HAN, "fullwidth": _FULLWIDTH_RE, "noise": re.compile(_NOISE_CHAR),
+                   "repeated": _REPEATED_PUNCT_CHAR, "closing": _CLOSING, "opening": _OPENING}
 
 TRANSFORMS = {"html": strip_html, "control": remove_control, "nfkc": nfkc, "fullwidth": fullwidth_to_halfwidth,
               "symbols": remove_symbol_noise, "numbers": normalize_numbers, "cjk_spaces": remove_cjk_spaces,
@@ -387,15 +396,16 @@ def record_texts(record: dict, plan: CleanPlan) -> tuple[list[tuple], list[str]]
     return [path for path, _ in slots], [text for _, text in slots]
 
 
-def apply_rules(text: str, plan: CleanPlan) -> tuple[str, tuple[str, ...]]:
-    """The text after every rule of the plan, and the names of the rules that changed it, in order."""
+def apply_rules(text: str, plan: CleanPlan, start: int = 0) -> tuple[str, tuple[str, ...]]:
+    """The text after every rule of the plan, and the names of the rules that changed it, in order. `start`: the
+    first rule that may change the text (see clean_scan.py); the ones before it would leave it as it is."""
     short = len(text) <= CACHED_TEXT_CHARS
     if short:
         cached = plan.cache.get(text)
         if cached is not None:
             return cached
     new, applied = text, []
-    for name, fn in plan.steps:
+    for name, fn in (plan.steps[start:] if start else plan.steps):
         result = fn(new)
         if result is not new and result != new:
             applied.append(name)
@@ -408,17 +418,28 @@ def apply_rules(text: str, plan: CleanPlan) -> tuple[str, tuple[str, ...]]:
     return answer
 
 
-def clean_record(record: dict, plan: CleanPlan) -> Cleaned:
+def clean_record(record: dict, plan: CleanPlan, hint: tuple | None = None) -> Cleaned:
+    """`hint`: (paths, texts, first rule that may change each text, whether each may hold personal data) from the
+    batch's scans (`record_hints`); without it every rule runs on every text."""
     cfg = plan.config
     changes: dict[str, list[str]] = {}
     # texts: the current text of each slot, kept here so it need not be looked up in the record again
-    paths, texts = record_texts(record, plan)
+    if hint is None:
+        paths, texts = record_texts(record, plan)
+        starts = may_hold_pii = None
+    else:
+        paths, texts, starts, may_hold_pii = hint
+    last = len(plan.steps)
     for i, text in enumerate(texts):
-        new, applied = apply_rules(text, plan)
+        if starts is not None and starts[i] == last:
+            continue
+        new, applied = apply_rules(text, plan, starts[i] if starts is not None else 0)
         if applied:
             set_path(record, paths[i], new)
             changes[path_str(paths[i])] = list(applied)
             texts[i] = new
+            if may_hold_pii is not None:
+                may_hold_pii[i] = True  # the scan saw the text before the rules
 
     pii_counts: Counter = Counter()
     if cfg.pii.enabled:
@@ -430,7 +451,10 @@ def clean_record(record: dict, plan: CleanPlan) -> Cleaned:
             name_paths = [(f,) for f in pii.name_fields
                           if isinstance(record.get(f), str) and f not in fields_of(zip(paths, texts))]
         masker = None  # made on the first find: most records have no personal data
+        scanned = may_hold_pii is not None and not names and not plan.pii_patterns
         for i, path in enumerate(paths + name_paths):
+            if scanned and i < len(texts) and not may_hold_pii[i]:
+                continue  # find_pii would return [] at its first test
             text = texts[i] if i < len(texts) else get_path(record, path)
             matches = find_pii(text, pii.kinds, plan.pii_patterns, names)
             if not matches:
@@ -493,10 +517,20 @@ def load_rules_file(path: str | Path) -> CleanConfig:
     return load_section(CleanConfig, raw or {}, str(path))
 
 
+def record_hints(plan: CleanPlan):
+    """The hints of a batch of records for `clean_record`, for `read_input_hinted` (see clean_scan.batch_hints);
+    None on the plain path (`scan.VECTORISED` off)."""
+    if not scan.VECTORISED:
+        return None
+    steps = [name for name, _ in plan.steps]
+    return lambda records: batch_hints([record_texts(record, plan) for record in records], steps, RULE_CHARACTERS,
+                                       plan.config.pii.enabled)
+
+
 def clean_records(records, plan: CleanPlan, log: StepLog, pii_total: Counter) -> Iterator[dict]:
-    """The kept records of a stream of (location, record), each with provenance; drops and changes logged."""
-    for loc, record in records:
-        result = clean_record(record, plan)
+    """The kept records of a stream of (location, record, hint), each with provenance; drops and changes logged."""
+    for loc, record, hint in records:
+        result = clean_record(record, plan, hint)
         if result.pii:
             pii_total.update(result.pii)
         # `origin` only for a record that is logged: an unchanged kept record is not
@@ -521,7 +555,10 @@ def clean_file(in_path: str | Path, out_path: str | Path, config: CleanConfig | 
     pii_total: Counter = Counter()
     workers = workers_for(in_path, workers)
     with StepLog("clean", out_path, inputs=[in_path]) as log:
+        hints = record_hints(plan)
         if workers > 1:
+            if hints is not None:  # the scans and pyarrow made once, here: forked workers inherit them
+                hints([])
             out = log.outputs.open(out_path)
             for text, entries, pii in chunk_results(in_path, _clean_chunk, workers, _start_worker,
                                                     (plan.config, on_error), log):
@@ -529,7 +566,7 @@ def clean_file(in_path: str | Path, out_path: str | Path, config: CleanConfig | 
                 log.append(entries)
                 pii_total.update(pii)
         else:
-            records = clean_records(read_input(in_path, log, on_error), plan, log, pii_total)
+            records = clean_records(read_input_hinted(in_path, log, hints, on_error), plan, log, pii_total)
             log.written = write_jsonl(out_path, records, log.outputs)
         log.extra["pii"] = {"action": plan.config.pii.action if plan.config.pii.enabled else "off",
                             "found": dict(pii_total)}
@@ -547,8 +584,9 @@ def _start_worker(config: CleanConfig, on_error: str) -> None:
 def _clean_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[dict, tuple[str, str, Counter]]:
     """One chunk of a JSONL file: (log counts, (output lines, log lines, personal data found))."""
     log, pii = StepLog("clean", stream=io.StringIO()), Counter()
-    records = read_input_lines(name, first_line, lines, log, _worker["on_error"])
+    plan = _worker["plan"]
+    records = read_input_lines_hinted(name, first_line, lines, log, record_hints(plan), _worker["on_error"])
     encode = json_encoder()
-    out = [encode(record) for record in clean_records(records, _worker["plan"], log, pii)]
+    out = [encode(record) for record in clean_records(records, plan, log, pii)]
     log.written = len(out)
     return log.counts(), ("".join(f"{line}\n" for line in out), log.entries(), pii)

@@ -36,6 +36,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from r1tune.config import CheckConfig, PiiConfig
+from r1tune.data import scan
+from r1tune.data.clean_scan import pii_scan
 from r1tune.data.formats import detect_format
 from r1tune.data.hashindex import HashIndex, SourceTable
 from r1tune.data.io import encode_sorted_json, json_encoder
@@ -65,7 +67,8 @@ from r1tune.data.quality_rules import (
     truncation_reason,
 )
 from r1tune.data.records import content_hash, origin, text_slots
-from r1tune.data.steplog import StepLog, read_input, read_input_lines
+from r1tune.data.scan import scan_texts
+from r1tune.data.steplog import StepLog, read_input_hinted, read_input_lines_hinted
 from r1tune.errors import R1TuneError
 
 # Bounded for a stream of any length: a full memo holds about 4096 × SHORT_TEXT characters.
@@ -162,14 +165,14 @@ class QualityChecker:
         """Check one record; returns its problems [{rule, detail}] (dataset-level rules come at the end)."""
         return [{"rule": rule, "detail": detail} for rule, detail in self.check(record, source)]
 
-    def check(self, record: dict, source: str) -> list[tuple[str, str]]:
+    def check(self, record: dict, source: str, no_pii: frozenset | None = None) -> list[tuple[str, str]]:
         """`add`, as (rule, detail) pairs in the order found (in a parallel worker, without what `settle`
-        decides: the parent settles `deferred`)."""
+        decides: the parent settles `deferred`). `no_pii`: texts a scan cleared of personal data (`pii_hints`)."""
         self.records += 1
         self.deferred = None
         problems: list[tuple[str, str]] = []
         try:
-            self._check_record(record, source, problems)
+            self._check_record(record, source, problems, no_pii or frozenset())
         finally:  # tallied even where a check raises (a value JSON cannot encode): a caller may go on
             tallies, limit = self.tallies, self.limit
             for rule, detail in problems:
@@ -180,7 +183,7 @@ class QualityChecker:
             return problems
         return self.settle(source, problems, self.deferred)
 
-    def _check_record(self, record: dict, source: str, problems: list[tuple[str, str]]) -> None:
+    def _check_record(self, record: dict, source: str, problems: list[tuple[str, str]], no_pii: frozenset) -> None:
         """The record-level rule families (see quality_rules.py), in report order."""
         fmt = detect_format(record)
         required = self.required_fields if self.required_fields is not None else REQUIRED_BY_FORMAT.get(fmt, [])
@@ -197,7 +200,29 @@ class QualityChecker:
         if self.declared_checks:
             check_declared(self, record, answer, problems)
         if self.pii_cfg.enabled:
-            check_pii(self, record, texts, problems)
+            check_pii(self, record, texts, problems, no_pii)
+
+    def hints(self):
+        """`pii_hints` where a scan can spare work (scans on, personal data checked without names or patterns),
+        else None: the plain path."""
+        if not (scan.VECTORISED and self.pii_cfg.enabled) or self.pii_patterns or self.pii_name_fields:
+            return None
+        return self.pii_hints
+
+    def pii_hints(self, records: list[dict]) -> list[frozenset]:
+        """For each record of a batch, its longer texts that cannot hold personal data: those in which a vectorised
+        scan finds neither an '@' nor a long number (`find_pii`'s first test; see clean_scan.pii_scan). Short texts
+        have their answer memoised (`pii_kinds_of`). Empty where the texts cannot go into Arrow."""
+        texts = [[text for _, text in text_slots(record) if len(text) > SHORT_TEXT] for record in records]
+        found = scan_texts([text for record_texts in texts for text in record_texts])
+        if found is None:
+            return [frozenset()] * len(records)
+        may_hold_pii, at, hints = found.search(pii_scan()), 0, []
+        for record_texts in texts:
+            end = at + len(record_texts)
+            hints.append(frozenset(text for text, may in zip(record_texts, may_hold_pii[at:end]) if not may))
+            at = end
+        return hints
 
     # memos for the short texts that repeat (see __init__); longer texts are worked out each time
     def text_language(self, text: str) -> str:
@@ -388,6 +413,8 @@ def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | N
     workers = workers_for(in_path, workers)
     with ProblemsLog(checker, out_dir / "problems.jsonl", log_path=out_dir / "problems.jsonl") as log:
         if workers > 1:
+            if checker.hints() is not None:  # the scan and pyarrow made once, here: forked workers inherit them
+                checker.pii_hints([])
             for items, state in chunk_results(in_path, _check_chunk, workers, _start_check_worker,
                                               (config, pii, str(in_path), on_error), log):
                 checker.merge(state)
@@ -399,9 +426,9 @@ def check_file(in_path: str | Path, out_dir: str | Path, config: CheckConfig | N
                     for rule, detail in checker.settle(source, problems, deferred):
                         log.flagged(source, rule, detail)
         else:
-            for loc, record in read_input(in_path, log, on_error):
+            for loc, record, no_pii in read_input_hinted(in_path, log, checker.hints(), on_error):
                 source = origin(loc, record)
-                for rule, detail in checker.check(record, source):
+                for rule, detail in checker.check(record, source, no_pii):
                     log.flagged(source, rule, detail)
         for source, rule, detail in checker.finish():
             log.flagged(source, rule, detail)
@@ -435,9 +462,10 @@ def _check_chunk(name: str, first_line: int, lines: list[bytes]) -> tuple[dict, 
             items.append(text[logged:])
             logged = len(text)
 
-    for loc, record in read_input_lines(name, first_line, lines, log, _worker["on_error"]):
+    for loc, record, no_pii in read_input_lines_hinted(name, first_line, lines, log, checker.hints(),
+                                                        _worker["on_error"]):
         take_log()
         source = origin(loc, record)
-        items.append((source, checker.check(record, source), checker.deferred))
+        items.append((source, checker.check(record, source, no_pii), checker.deferred))
     take_log()
     return log.counts(), (items, checker.take_state())

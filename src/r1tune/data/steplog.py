@@ -19,7 +19,7 @@ removed when it fails, so a failed step leaves the previous output and log as th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -174,20 +174,80 @@ def read_input_lines(name: str, first_line: int, lines: list[bytes], log: StepLo
     return _logged(located_records(read_jsonl_lines(name, first_line, lines), on_error, skipped), skipped, log)
 
 
-def _logged(records, skipped: list[DataError], log: StepLog) -> Iterator[tuple[Location, dict]]:
-    def drain() -> None:
-        for err in skipped:
-            log.read += 1
-            where = err.file if err.line is None else f"{err.file}:{err.line}"
-            log.dropped(where, "unreadable", f"field '{err.field}': {err.problem}" if err.field else err.problem)
-        skipped.clear()
+def _log_unreadable(log: StepLog, errors: list[DataError]) -> None:
+    for err in errors:
+        log.read += 1
+        where = err.file if err.line is None else f"{err.file}:{err.line}"
+        log.dropped(where, "unreadable", f"field '{err.field}': {err.problem}" if err.field else err.problem)
 
+
+def _logged(records, skipped: list[DataError], log: StepLog) -> Iterator[tuple[Location, dict]]:
     for loc, record in records:
         if skipped:
-            drain()
+            _log_unreadable(log, skipped)
+            skipped.clear()
         log.read += 1
         yield loc, record
-    drain()
+    _log_unreadable(log, skipped)
+    skipped.clear()
+
+
+# Records read ahead for `hints`: Arrow's cost per call is paid once per batch, memory stays flat. A smaller
+# batch (a small file, a file's tail) goes without hints: the scans' one-off costs (pyarrow's import, the Unicode
+# tables: about 0.3 CPU-s) would be more than they spare there.
+BATCH_RECORDS = 4096
+HINTED_BATCH_MIN = 512
+
+
+def read_input_hinted(path: str | Path, log: StepLog, hints: Callable[[list[dict]], list] | None,
+                      on_error: str = "skip") -> Iterator[tuple[Location, dict, object]]:
+    """`read_input`, each record with its hint: `hints(records)` gives one for each record of a batch of up to
+    BATCH_RECORDS read ahead (clean's and check's vectorised scans). The log, its order and the errors are those of
+    `read_input`: an unreadable line is logged when the record after it is handed out, and an error met while
+    reading ahead is raised once the records read before it are handed out. `hints` None: `read_input` itself, one
+    record at a time, each with the hint None."""
+    skipped: list[DataError] = []
+    records = read_records(path, on_error=on_error, skipped=skipped)
+    if hints is None:
+        return ((loc, record, None) for loc, record in _logged(records, skipped, log))
+    return _hinted(records, skipped, log, hints)
+
+
+def read_input_lines_hinted(name: str, first_line: int, lines: list[bytes], log: StepLog,
+                            hints: Callable[[list[dict]], list] | None,
+                            on_error: str = "skip") -> Iterator[tuple[Location, dict, object]]:
+    """`read_input_lines` with hints, as `read_input_hinted`."""
+    skipped: list[DataError] = []
+    records = located_records(read_jsonl_lines(name, first_line, lines), on_error, skipped)
+    if hints is None:
+        return ((loc, record, None) for loc, record in _logged(records, skipped, log))
+    return _hinted(records, skipped, log, hints)
+
+
+def _hinted(records, skipped: list[DataError], log: StepLog, hints) -> Iterator[tuple[Location, dict, object]]:
+    while True:
+        batch, unreadable_before, failure = [], [], None
+        try:
+            for item in records:
+                batch.append(item)
+                unreadable_before.append(tuple(skipped))
+                skipped.clear()
+                if len(batch) == BATCH_RECORDS:
+                    break
+        except Exception as error:  # noqa: BLE001 - raised below, after the records read before it
+            failure = error
+        found = hints([record for _, record in batch]) if len(batch) >= HINTED_BATCH_MIN else [None] * len(batch)
+        for (loc, record), unreadable, hint in zip(batch, unreadable_before, found):
+            if unreadable:
+                _log_unreadable(log, unreadable)
+            log.read += 1
+            yield loc, record, hint
+        if failure is not None:
+            raise failure
+        if len(batch) < BATCH_RECORDS:
+            break
+    _log_unreadable(log, skipped)
+    skipped.clear()
 
 
 def format_summary(summary: dict) -> str:

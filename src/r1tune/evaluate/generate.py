@@ -27,6 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from r1tune.model.reasoning import ParsedOutput, split_reasoning
 from r1tune.model.template import encode_generation_prompt, resolve_template
+from r1tune.model.vision import IMAGE_PAD, conversation_images, encode_image_prompt, load_image_processor
+from r1tune.train.vision_data import vision_batch
 
 
 @dataclass
@@ -49,10 +51,18 @@ class Generation:
 def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 256,
              do_sample: bool = False, temperature: float = 0.6, top_p: float = 0.95, batch_size: int = 16,
              template: str | None = None, seed: int | None = None,
-             on_batch: Callable[[int], None] | None = None) -> list[Generation]:
-    """`on_batch(n)` is called after each batch with the number of prompts it finished (progress)."""
+             on_batch: Callable[[int], None] | None = None, image_processor=None) -> list[Generation]:
+    """`on_batch(n)` is called after each batch with the number of prompts it finished (progress).
+    Conversations whose messages carry `images` (a vision model) are encoded with their image tokens and
+    patches; the image processor defaults to the one saved beside the tokenizer."""
     template = template or resolve_template(tokenizer)
-    prompts = [encode_generation_prompt(tokenizer, conv, template) for conv in conversations]
+    features: list[dict] = [{}] * len(conversations)
+    if any(conversation_images(conv) for conv in conversations):  # issue 19
+        image_processor = image_processor or load_image_processor(tokenizer.name_or_path)
+        prompts, features = map(list, zip(*(encode_image_prompt(tokenizer, image_processor, conv, template)
+                                            for conv in conversations)))
+    else:
+        prompts = [encode_generation_prompt(tokenizer, conv, template) for conv in conversations]
     device = next(model.parameters()).device
     results: list[Generation | None] = [None] * len(prompts)
     # similar lengths together: less left padding
@@ -70,7 +80,10 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
             mask[row, width - len(e):] = 1
         sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
         t0 = time.perf_counter()
+        rows = [_Patches(features[i], tokenizer) for i in idx]
+        images = {k: v.to(device) for k, v in vision_batch(rows, ids).items()}
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                             **images,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                              use_cache=True, **sampling, **({} if do_sample else {"temperature": None, "top_p": None,
                                                                                  "top_k": None}))
@@ -84,6 +97,14 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
         if on_batch:
             on_batch(len(idx))
     return results  # type: ignore[return-value]
+
+
+class _Patches:
+    """One prompt's image features as `vision_batch` reads them (the row order of a batch)."""
+
+    def __init__(self, features: dict, tokenizer):
+        self.pixel_values, self.image_grid_thw = features.get("pixel_values"), features.get("image_grid_thw")
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
 
 
 def _clock(seconds: float) -> str:

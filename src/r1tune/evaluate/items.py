@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from r1tune.data.formats import load_samples
+from r1tune.data.images import file_has_images, load_image_samples
 from r1tune.data.io import read_records
 from r1tune.errors import DataError, R1TuneError
 from r1tune.evaluate.scoring import EvalItem, Output
@@ -21,7 +22,8 @@ def last_user_text(messages: list[dict]) -> str:
 
 def load_items(path: str | Path, fmt: str = "auto", limit: int | None = None, encoding: str = "auto",
                columns: dict[str, str] | None = None) -> list[EvalItem]:
-    samples, _ = load_samples(path, fmt, encoding=encoding, columns=columns)
+    read = load_image_samples if file_has_images(path, encoding, columns) else load_samples  # issue 19
+    samples, _ = read(path, fmt, encoding=encoding, columns=columns)
     items = []
     for number, sample in enumerate(samples[:limit] if limit else samples):
         label = sample.meta.get("label")

@@ -22,6 +22,7 @@ import torch
 from r1tune.config import ModelConfig
 from r1tune.errors import R1TuneError
 from r1tune.model.bitsandbytes_import import import_bitsandbytes
+from r1tune.model.vision import is_vision_checkpoint
 
 # peft reads transformers' deprecated `is_gradient_checkpointing` each time it wraps a model: a FutureWarning on
 # every adapter run that only peft can act on (this message only; other warnings still show)
@@ -61,14 +62,16 @@ def load_tokenizer(cfg: ModelConfig, path: str | None = None):
 
 
 def load_model(cfg: ModelConfig, dtype: torch.dtype | None = None, **kwargs):
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     if not cfg.name_or_path:
         raise R1TuneError("no model given: set model.name_or_path (or --model)")
     if quantized_with_bitsandbytes(cfg, kwargs.get("quantization_config")):
         import_bitsandbytes()
+    # issue 19: Qwen2-VL / Qwen2.5-VL are image-text-to-text models, not in the causal-LM auto class
+    auto = AutoModelForImageTextToText if is_vision_checkpoint(cfg.name_or_path, cfg.revision) else AutoModelForCausalLM
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        return auto.from_pretrained(
             cfg.name_or_path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
             dtype=dtype or resolve_dtype(cfg.dtype), use_safetensors=True,
             attn_implementation=cfg.attn_implementation, **kwargs)

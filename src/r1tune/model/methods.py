@@ -24,6 +24,7 @@ from r1tune.config import MethodConfig
 from r1tune.errors import R1TuneError
 from r1tune.model.bitsandbytes_import import import_bitsandbytes
 from r1tune.model.load import cpu_has_native_bf16
+from r1tune.model.vision import is_vision_model, set_vision_trainable, vision_lora_targets, vision_modules_to_save
 
 PEFT_METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "prompt", "ptuning")
 PROMPT_METHODS = ("prefix", "prompt", "ptuning")
@@ -44,6 +45,8 @@ LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 def decoder_layers(model) -> torch.nn.ModuleList:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = getattr(getattr(base, "model", None), "layers", None)
+    if layers is None and is_vision_model(base):  # issue 19: Qwen2-VL / 2.5-VL keep theirs in the language model
+        layers = base.model.language_model.layers
     if layers is None:
         raise R1TuneError(f"cannot find the decoder layers of {type(base).__name__}")
     return layers
@@ -124,6 +127,14 @@ def peft_config(cfg: MethodConfig, n_layers: int, linear_names: list[str], token
 
 def apply_method(model, cfg: MethodConfig, gradient_checkpointing: bool = False, tokenizer_path: str | None = None):
     """Wrap (or freeze) `model` for the method; only the parameters the method trains require grad."""
+    if is_vision_model(model):  # issue 19: the method wraps the language model; vision parts train only if asked
+        model = _apply_method(model, cfg, gradient_checkpointing, tokenizer_path)
+        set_vision_trainable(model, cfg)
+        return model
+    return _apply_method(model, cfg, gradient_checkpointing, tokenizer_path)
+
+
+def _apply_method(model, cfg: MethodConfig, gradient_checkpointing: bool, tokenizer_path: str | None):
     if cfg.name == "prefix" and gradient_checkpointing:
         raise R1TuneError("prefix tuning cannot run with gradient checkpointing (its key/value prefixes travel as "
                           "a cache, which checkpointing disables): set train.gradient_checkpointing=false, or use "
@@ -137,7 +148,13 @@ def apply_method(model, cfg: MethodConfig, gradient_checkpointing: bool = False,
                 raise R1TuneError("qlora needs the base loaded in 4 bit (load_model with quantization_config)")
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
-        return get_peft_model(model, peft_config(cfg, n_layers, layer_linear_names(model), tokenizer_path))
+        config = peft_config(cfg, n_layers, layer_linear_names(model), tokenizer_path)
+        if is_vision_model(model):
+            if cfg.name in ("lora", "dora", "qlora") and not cfg.layers:  # method.layers already names LM layers
+                names = layer_linear_names(model) if cfg.target_modules == "all-linear" else cfg.target_modules
+                config.target_modules = vision_lora_targets(names)
+            config.modules_to_save = vision_modules_to_save(cfg)
+        return get_peft_model(model, config)
     if cfg.name == "full":
         for p in model.parameters():
             p.requires_grad_(True)

@@ -138,11 +138,16 @@ def encode_generation_prompt(tokenizer, messages: list[dict], template: str | No
 
     Markers inside message contents are plain text (model/encode.py). With the 2025-01 template, which stops at
     `<｜Assistant｜>`, `<think>\\n` is added (DeepSeek's advice: force the reasoning to start)."""
+    return encode_pieces(tokenizer, generation_pieces(tokenizer, messages, template))
+
+
+def generation_pieces(tokenizer, messages: list[dict], template: str | None = None) -> list[Piece]:
+    """The pieces `encode_generation_prompt` encodes (vision models swap image slots in them: model/vision.py)."""
     template = template or resolve_template(tokenizer)
     pieces = _generation_prompt_pieces(tokenizer, messages, template)
     if not generation_prefix(template):
         pieces.append((FORCED_PREFIX, False))
-    return encode_pieces(tokenizer, pieces)
+    return pieces
 
 
 def encode_chat_text(tokenizer, messages: list[dict], add_generation_prompt: bool,

@@ -53,15 +53,29 @@ def serve(run: str | Path, cfg: ServeConfig) -> None:
     if cfg.engine == "vllm":
         from r1tune.serve.vllm import serve_with_vllm
 
+        if not (Path(run) / "final").is_dir() and any(Path(run).glob("*/lineage.json")):  # issue 15
+            raise R1TuneError(f"{run}: a lineage folder is served (and hot-swapped) by the transformers engine "
+                              "only: serve one of its runs with --engine vllm")
         serve_with_vllm(run, cfg)
         return
     import uvicorn
 
     from r1tune.serve.app import create_app
     from r1tune.serve.engine import load_engine
+    from r1tune.serve.lineage import LineageEngine, add_reload_route, is_lineage_folder
 
-    engine = load_engine(run, cfg)
+    if is_lineage_folder(run):  # issue 15: the newest promoted run, swapped on promotion
+        named = cfg.model_copy(update={"served_name": cfg.served_name or Path(run).resolve().name})
+        engine = LineageEngine(run, lambda chosen: load_engine(chosen, named))
+        print(f"r1tune serve: lineage {run}: serving {engine.run} (a newly promoted run is picked up "
+              f"{f'every {cfg.watch_s:g} s and ' if cfg.watch_s else ''}on POST /admin/reload)", flush=True)
+        if cfg.watch_s:
+            engine.watch(cfg.watch_s)
+    else:
+        engine = load_engine(run, cfg)
     app = create_app(engine, cfg)
+    if isinstance(engine, LineageEngine):
+        add_reload_route(app, engine)
     print(f"r1tune serve: models {', '.join(engine.models)} on http://{cfg.host}:{cfg.port}/v1"
           f" ({'API key required' if cfg.api_key else 'no API key'}; template {cfg.template})", flush=True)
     try:

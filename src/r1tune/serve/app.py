@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import math
 import re
@@ -51,8 +50,9 @@ from starlette.exceptions import HTTPException
 
 from r1tune.config import ServeConfig, ServeLimits
 from r1tune.model.reasoning import ReasoningStream, split_reasoning
-from r1tune.model.template import normalise_messages
 from r1tune.serve.engine import Engine, Event, Finished, Sampling, TextDelta
+from r1tune.serve.hosts import is_loopback_host
+from r1tune.serve.images import ImageRequestError, request_messages
 from r1tune.serve.prompt import prompt_chars
 
 # ---------------------------------------------------------------- request schema
@@ -69,10 +69,22 @@ class TextPart(BaseModel):
     text: str
 
 
+class ImageURL(BaseModel):
+    model_config = STRICT
+    url: str
+    detail: str | None = None
+
+
+class ImagePart(BaseModel):  # issue 19: vision models (serve/images.py)
+    model_config = STRICT
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
 class Message(BaseModel):
     model_config = STRICT  # e.g. an earlier turn's reasoning_content is ignored: the template drops it
     role: Literal["system", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: str | list[TextPart | ImagePart] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -193,31 +205,6 @@ def _dotted(path) -> str:
 
 class ClientGone(Exception):
     """The client disconnected: there is nobody to answer."""
-
-
-def is_loopback_host(host: bytes) -> bool:
-    """Whether a Host header names a loopback address (localhost, 127.x.x.x, [::1]), with or without a port."""
-    try:
-        host = host.decode("ascii").lower()
-    except UnicodeDecodeError:
-        return False
-    bracketed = host.startswith("[")
-    if bracketed:
-        name, bracket, port = host[1:].partition("]")
-        if not bracket or (port and not port.startswith(":")):
-            return False
-        port = port[1:]
-    else:
-        name, _, port = host.partition(":")
-    if port and not port.isdigit():
-        return False
-    if name == "localhost" and not bracketed:
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return address.is_loopback and (address.version == 6) == bracketed
 
 
 def is_json_content_type(value: bytes) -> bool:
@@ -395,11 +382,11 @@ def create_app(engine: Engine, cfg: ServeConfig):
         try:
             req, messages = parse_request(await request.body())
             # tokenized here, on a request thread: the worker never waits on it
-            prompt_ids, sampling = await asyncio.to_thread(prepare, req, messages)
+            prompt_ids, sampling, images = await asyncio.to_thread(prepare, req, messages)
             loop = asyncio.get_running_loop()
             events: asyncio.Queue = asyncio.Queue()
             job = engine.submit(req.model, prompt_ids, sampling, req.n,
-                                lambda i, event: loop.call_soon_threadsafe(events.put_nowait, (i, event)))
+                                lambda i, event: loop.call_soon_threadsafe(events.put_nowait, (i, event)), images)
         except BaseException:
             release()
             raise
@@ -454,16 +441,20 @@ def create_app(engine: Engine, cfg: ServeConfig):
         if max_tokens is not None and max_tokens > limits.max_tokens:
             raise APIError(400, f"max_tokens={max_tokens}; at most {limits.max_tokens}", "max_tokens_too_large",
                            "max_tokens")
-        messages = normalise_messages([m.model_dump() for m in req.messages])
+        try:  # issue 19: image parts decoded and checked here; text-only requests as before
+            messages = request_messages([m.model_dump() for m in req.messages], engine.image_processor is not None,
+                                        limits)
+        except ImageRequestError as e:
+            raise APIError(400, e.message, e.code, e.param) from None
         chars = prompt_chars(messages)
         if chars > max_prompt_chars:  # before tokenizing: a huge prompt costs the tokenizer seconds
             raise APIError(400, f"the prompt is {chars} characters; at most {max_prompt_chars} "
                            "(limits.max_prompt_chars)", "context_length_exceeded", "messages")
         return req, messages
 
-    def prepare(req: ChatRequest, messages: list[dict]) -> tuple[list[int], Sampling]:
+    def prepare(req: ChatRequest, messages: list[dict]) -> tuple[list[int], Sampling, dict]:
         """Tokenize (a request thread, off the event loop) and check the prompt length."""
-        prompt_ids = engine.encode(messages)
+        prompt_ids, images = engine.encode_prompt(messages)
         if len(prompt_ids) > limits.max_prompt_tokens:
             raise APIError(400, f"the prompt is {len(prompt_ids)} tokens; at most {limits.max_prompt_tokens}",
                            "context_length_exceeded", "messages")
@@ -480,7 +471,7 @@ def create_app(engine: Engine, cfg: ServeConfig):
             temperature=cfg.sampling.temperature if req.temperature is None else req.temperature,
             top_p=cfg.sampling.top_p if req.top_p is None else req.top_p,
             seed=req.seed)
-        return prompt_ids, sampling
+        return prompt_ids, sampling, images
 
     return Guard(app, cfg.api_key, limits)
 

@@ -37,7 +37,15 @@ from r1tune.errors import R1TuneError
 from r1tune.model.reasoning import ReasoningStream
 from r1tune.model.runs import load_for_inference, resolve_run
 from r1tune.model.template import THINK_CLOSE, resolve_template, template_hash, template_name
+from r1tune.model.vision import (
+    IMAGE_PAD,
+    conversation_images,
+    encode_image_prompt,
+    is_vision_model,
+    load_image_processor,
+)
 from r1tune.serve.prompt import encode_chat
+from r1tune.train.vision_data import mm_token_types
 
 # torchao (pulled in by peft/transformers when installed) warns on every import about CUDA-only kernels that a
 # CPU torch cannot load; nothing here needs them
@@ -92,14 +100,16 @@ class Job:
     rows: list[Row]
     seed: int | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    images: dict = field(default_factory=dict)  # issue 19: pixel_values + image_grid_thw of the prompt
 
 
 class Engine:
     """A loaded model with its tokenizer, served template and adapters, and the worker that runs it."""
 
     def __init__(self, model, tokenizer, template: str, models: dict[str, str | None], max_batch_size: int = 8,
-                 context_length: int | None = None):
+                 context_length: int | None = None, image_processor=None):
         self.model, self.tokenizer, self.template = model, tokenizer, template
+        self.image_processor = image_processor  # issue 19: set for a vision model, which accepts images
         self.models = models  # served name → PEFT adapter name (None: the base weights)
         self.default_model = next(iter(models))
         self.max_batch_size = max_batch_size
@@ -122,12 +132,19 @@ class Engine:
         with self._encode_lock:
             return encode_chat(self.tokenizer, messages, self.template)
 
+    def encode_prompt(self, messages: list[dict]) -> tuple[list[int], dict]:
+        """Prompt ids and, for messages that carry images, their pixel patches (issue 19)."""
+        if self.image_processor is None or not conversation_images(messages):
+            return self.encode(messages), {}
+        with self._encode_lock:
+            return encode_image_prompt(self.tokenizer, self.image_processor, messages, self.template)
+
     def submit(self, model: str, prompt_ids: list[int], sampling: Sampling, n: int,
-               emit: Callable[[int, Event], None]) -> Job:
+               emit: Callable[[int, Event], None], images: dict | None = None) -> Job:
         """Queue `n` choices of one prompt; `emit(index, event)` is called from the worker thread."""
         if model not in self.models:
             raise R1TuneError(f"unknown model {model!r}; served: {', '.join(self.models)}")
-        job = Job(model, [Row(i, prompt_ids, sampling, emit) for i in range(n)], sampling.seed)
+        job = Job(model, [Row(i, prompt_ids, sampling, emit) for i in range(n)], sampling.seed, images=images or {})
         with self._wakeup:
             if self._closed:
                 raise R1TuneError("the engine is shut down")
@@ -185,11 +202,12 @@ class Engine:
                 return None
             first = self._queue.popleft()
             batch, rows = [first], len(first.rows)
-            if first.seed is None:  # a seeded request runs alone, so its samples are reproducible
+            # a seeded request runs alone, so its samples are reproducible; one with images too (issue 19)
+            if first.seed is None and not first.images:
                 for job in list(self._queue):
                     if rows + len(job.rows) > self.max_batch_size:
                         break
-                    if job.model == first.model and job.seed is None:
+                    if job.model == first.model and job.seed is None and not job.images:
                         self._queue.remove(job)
                         batch.append(job)
                         rows += len(job.rows)
@@ -243,8 +261,14 @@ class Engine:
                                   max_new_tokens=max(r.sampling.max_tokens for r in rows),
                                   eos_token_id=self.eos_id, pad_token_id=self.eos_id, use_cache=True)
         streamer = RowStreamer(self, rows, cancelled)
+        # issue 19: a job with images runs alone; each of its n rows sees the same pictures
+        images = {k: torch.cat([v] * len(rows)).to(device) for k, v in jobs[0].images.items()}
+        if images:  # the image positions, from which Qwen-VL computes its 3-D rotary positions
+            image_id = self._decoder.convert_tokens_to_ids(IMAGE_PAD)  # the worker's own tokenizer
+            images["mm_token_type_ids"] = mm_token_types(ids, image_id).to(device)
         with self._adapter(jobs[0].model):
             self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
+                                **images,
                                 logits_processor=LogitsProcessorList([RowSampling(rows)]),
                                 stopping_criteria=StoppingCriteriaList([RowsDone(rows)]), streamer=streamer)
         streamer.end()
@@ -420,7 +444,9 @@ def load_engine(run: str | Path, cfg: ServeConfig) -> Engine:
             model = PeftModel.from_pretrained(model, str(adapter_folder), adapter_name=internal)
         models[name] = internal
     model.eval()
-    return Engine(model, tokenizer, template, models, max_batch_size=cfg.limits.max_batch_size)
+    image_processor = load_image_processor(tokenizer.name_or_path) if is_vision_model(model) else None
+    return Engine(model, tokenizer, template, models, max_batch_size=cfg.limits.max_batch_size,
+                  image_processor=image_processor)
 
 
 def _default_name(run: Path) -> str:

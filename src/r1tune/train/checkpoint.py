@@ -78,7 +78,9 @@ def save_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor], opt
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    # an optimizer, or its state already gathered (FSDP: every rank gathers, rank 0 writes; train/fsdp.py)
+    torch.save({"optimizer": optimizer if isinstance(optimizer, dict) else optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
                 "rng": rng_per_rank or [rng_state()]}, tmp / "optimizer.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1), encoding="utf-8")
     (tmp / COMPLETE).write_text(str(step), encoding="utf-8")

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 import torch
 
 from r1tune.data.formats import ChatSample, load_samples
+from r1tune.data.images import load_image_samples
 from r1tune.errors import DataError, R1TuneError
 from r1tune.model.template import IGNORE, PromptTooLong, TokenizedSample, render_training, tokenize_training
+from r1tune.train.vision_data import tokenize_vision_sample, vision_batch
 
 
 @dataclass
@@ -63,7 +65,7 @@ def reasoning_plan(setting: str, samples: list[ChatSample]) -> dict:
 
 
 def tokenize_samples(samples: list[ChatSample], tokenizer, template: str, cfg, skipped: list[dict],
-                     plan: dict) -> tuple[list[TokenizedSample], dict[str, int]]:
+                     plan: dict, image_processor=None) -> tuple[list[TokenizedSample], dict[str, int]]:
     """Render and tokenize; a sample that cannot train is an error, or listed in `skipped`. A prompt longer
     than max_length is listed (or cut from the left) whatever `on_error` says: `data.truncate` decides it."""
     out: list[TokenizedSample] = []
@@ -71,8 +73,11 @@ def tokenize_samples(samples: list[ChatSample], tokenizer, template: str, cfg, s
     for s in samples:
         mode = plan["traced"] if has_trace(s) else plan["traceless"]
         try:
-            text = render_training(tokenizer, s.messages, s.reasoning, mode, template)
-            tok = tokenize_training(tokenizer, text, cfg.max_length, source=s.source, truncate=cfg.truncate)
+            if image_processor is not None:  # issue 19: a vision model; its images become image tokens
+                tok = tokenize_vision_sample(tokenizer, image_processor, s, mode, template, cfg)
+            else:
+                text = render_training(tokenizer, s.messages, s.reasoning, mode, template)
+                tok = tokenize_training(tokenizer, text, cfg.max_length, source=s.source, truncate=cfg.truncate)
         except PromptTooLong as e:
             counts["prompt_too_long"] += 1
             skipped.append({"source": s.source, "reason": e.reason, "prompt_tokens": e.tokens,
@@ -100,26 +105,32 @@ def file_hash(*paths: str | None) -> str:
     return h.hexdigest()[:16]
 
 
-def load_training_data(cfg, tokenizer, template: str, seed: int) -> TrainingData:
-    """`cfg` is a DataConfig: train (and validation, or a held-out share of train), tokenized."""
+def hold_out(samples: list, share: float, seed: int, source: str) -> tuple[list, list]:
+    """(train, validation): a deterministic `share` of `samples` held out (also what `r1tune search` scores on)."""
+    order = list(range(len(samples)))
+    random.Random(seed).shuffle(order)
+    n_val = int(len(order) * share)
+    if n_val and len(order) - n_val < 1:
+        raise R1TuneError(f"{source}: too few samples to hold out a validation split")
+    return [samples[i] for i in sorted(order[n_val:])], [samples[i] for i in order[:n_val]]
+
+
+def load_training_data(cfg, tokenizer, template: str, seed: int, image_processor=None) -> TrainingData:
+    """`cfg` is a DataConfig: train (and validation, or a held-out share of train), tokenized. With an image
+    processor (a vision model), records may show images (`data/images.py`)."""
     errors: list[DataError] = []
-    train_samples, bad = load_samples(cfg.train, cfg.format, cfg.on_error, cfg.encoding, cfg.columns)
+    read = load_samples if image_processor is None else load_image_samples
+    train_samples, bad = read(cfg.train, cfg.format, cfg.on_error, cfg.encoding, cfg.columns)
     errors += bad
     if cfg.validation:
-        val_samples, bad = load_samples(cfg.validation, cfg.format, cfg.on_error, cfg.encoding, cfg.columns)
+        val_samples, bad = read(cfg.validation, cfg.format, cfg.on_error, cfg.encoding, cfg.columns)
         errors += bad
-    else:  # hold out a deterministic share of train
-        order = list(range(len(train_samples)))
-        random.Random(seed).shuffle(order)
-        n_val = int(len(order) * cfg.val_split)
-        if n_val and len(order) - n_val < 1:
-            raise R1TuneError(f"{cfg.train}: too few samples to hold out a validation split")
-        val_samples = [train_samples[i] for i in order[:n_val]]
-        train_samples = [train_samples[i] for i in sorted(order[n_val:])]
+    else:
+        train_samples, val_samples = hold_out(train_samples, cfg.val_split, seed, cfg.train)
     skipped = [e.as_dict() for e in errors]
     plan = reasoning_plan(cfg.reasoning, train_samples)
-    train, counts = tokenize_samples(train_samples, tokenizer, template, cfg, skipped, plan)
-    val, val_counts = tokenize_samples(val_samples, tokenizer, template, cfg, skipped, plan)
+    train, counts = tokenize_samples(train_samples, tokenizer, template, cfg, skipped, plan, image_processor)
+    val, val_counts = tokenize_samples(val_samples, tokenizer, template, cfg, skipped, plan, image_processor)
     too_long = counts["prompt_too_long"] + val_counts["prompt_too_long"]
     if not train:
         hint = (f"; {too_long} with a prompt longer than max_length: set data.truncate=left to keep them cut from "
@@ -191,4 +202,4 @@ def collate(samples: list, pad_id: int) -> dict[str, torch.Tensor]:
         ids[row, :n] = torch.tensor(s.input_ids)
         labels[row, :n] = torch.tensor(s.labels)
         mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, **vision_batch(samples, ids)}

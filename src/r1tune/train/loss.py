@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from r1tune.model.template import IGNORE
+from r1tune.model.vision import is_vision_model, vision_body
 from r1tune.train.data import collate
 
 
@@ -39,7 +40,7 @@ def decoder_and_head(model):
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def final_hidden(model, input_ids, attention_mask) -> torch.Tensor:
+def final_hidden(model, input_ids, attention_mask, **images) -> torch.Tensor:
     """Last hidden states of the real tokens, shape (batch, length, hidden).
 
     Prompt-learning adapters (prefix / prompt / P-tuning) act in PEFT's own forward, so they go through it,
@@ -51,6 +52,9 @@ def final_hidden(model, input_ids, attention_mask) -> torch.Tensor:
         out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
         hidden = out.hidden_states[-1]
         return hidden[:, hidden.shape[1] - input_ids.shape[1]:]
+    if images or is_vision_model(model):  # issue 19: the multimodal body runs the vision tower and 3-D positions
+        return vision_body(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                                  **images).last_hidden_state
     decoder, _ = decoder_and_head(model)
     return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
@@ -124,10 +128,11 @@ def head_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor
     return loss, correct  # correct stays a tensor: no host sync here (and none possible on meta)
 
 
-def target_loss(model, input_ids, attention_mask, labels, chunk_size: int | None = None):
-    """(sum of token losses, number of target tokens, correct next-token predictions as a tensor)."""
+def target_loss(model, input_ids, attention_mask, labels, chunk_size: int | None = None, **images):
+    """(sum of token losses, number of target tokens, correct next-token predictions as a tensor).
+    `images`: pixel_values and image_grid_thw for a vision model's batch."""
     _, head = decoder_and_head(getattr(model, "module", model))
-    hidden = final_hidden(model, input_ids, attention_mask)
+    hidden = final_hidden(model, input_ids, attention_mask, **images)
     targets = labels[:, 1:]
     keep = targets != IGNORE
     targets = targets[keep]

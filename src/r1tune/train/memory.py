@@ -10,9 +10,13 @@ the attention kernel and the optimizer really hold at once for this architecture
 of thumb. The chunked LM-head loss is added from its kernels' footprint (three fp32 logit-sized buffers of
 one chunk); QLoRA's 4-bit base is counted as NF4 blocks.
 
-On CPU, glibc keeps freed large blocks in its heap (its mmap threshold grows after each large free), so
-resident memory ends up far above what tensors use. `return_freed_memory_to_os()` pins the threshold:
-large tensors are mmapped and handed back when freed, and peak RSS tracks tensor memory.
+On CPU, glibc keeps freed blocks in its heap for reuse (its mmap threshold grows after each large free up to
+32 MiB), so resident memory ends above what tensors use: the estimate adds `GLIBC_RETENTION` of the activations
+for a CPU run. `train.return_freed_memory` pins the threshold instead (`return_freed_memory_to_os()`): every
+large tensor is mmapped and handed back when freed, peak RSS tracks tensor memory and the estimate adds nothing,
+but the page faults cost speed. Measured (issue 20; CPU time of the training steps, peak RSS above the process
+before model load): small bench model, LoRA 8 x 512, 1.11x the CPU time pinned, 1.33 vs 1.82 GiB; tiny model
+8 x 256, LoRA 1.16x at 146 vs 201 MiB, full 1.24x at 155 vs 187 MiB. Speed is the default.
 
 Measured peaks: `process_memory()` marks a baseline (and restarts the peak counter), `peak_memory(baseline)`
 reads the peak above it — the GPU's max allocated, or on CPU this process image's own VmHWM.
@@ -34,6 +38,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from r1tune.config import CPU_MICRO_BATCH_TOKENS, MethodConfig
 from r1tune.errors import R1TuneError
 from r1tune.model.methods import apply_method
+from r1tune.model.vision import is_vision_config
 from r1tune.train.loss import final_hidden, loss_chunk_tokens
 
 NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit codes + uint8 absmax per 64 + fp32 per 256 blocks
@@ -42,6 +47,9 @@ MICRO_BATCHES = (16, 8, 4, 2, 1)
 # what the runtime holds beside tensors while training (autograd graph nodes, oneDNN primitive caches,
 # per-thread scratch): measured 14–20 MiB on the tiny model whatever the method (bench/memory_vs_estimate.py)
 RUNTIME_OVERHEAD = 12 * 1024**2
+# glibc's heap keeps freed activation blocks resident when the mmap threshold is not pinned (the default): peak
+# RSS above tensor memory, as a share of the traced activations; fitted to the issue-20 measurements above
+GLIBC_RETENTION = 0.65
 
 
 def return_freed_memory_to_os(threshold: int = 64 * 1024) -> bool:
@@ -138,21 +146,27 @@ def _flash_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, sc
 def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len: int,
                     dtype: torch.dtype = torch.float32, gradient_checkpointing: bool = False,
                     target_fraction: float = 0.5, flash_attention: bool | None = None,
-                    max_micro_batch_tokens: int | None = None) -> MemoryEstimate:
+                    max_micro_batch_tokens: int | None = None, freed_memory_returned: bool = False) -> MemoryEstimate:
     """Peak training memory of one process for this model, method, micro-batch and sequence length.
 
     `target_fraction`: the share of tokens that carry a label (the answer part); the advisor measures it on
     the user's data. It sizes the loss, which on a 152k vocabulary is a large part of the peak.
     `flash_attention`: trace attention as a flash kernel (default: when a GPU is present).
     `max_micro_batch_tokens`: the recipe's cap on padded tokens per forward/backward piece; the peak is that
-    of the largest piece (rows of `seq_len` tokens)."""
-    from transformers import AutoModelForCausalLM
+    of the largest piece (rows of `seq_len` tokens).
+    `freed_memory_returned`: train.return_freed_memory; without it a CPU run's glibc heap keeps freed activations
+    resident, and `GLIBC_RETENTION` of them is added."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
+    # issue 19: a vision-language model is estimated whole (vision weights counted) with its image tokens as part of
+    # seq_len; the vision tower's own activations are not traced (it runs frozen unless method.vision_lr is set)
+    auto = AutoModelForImageTextToText if is_vision_config(model_config) else AutoModelForCausalLM
+    text_config = model_config.get_text_config()
     if max_micro_batch_tokens:
         batch_size = min(batch_size, max(1, max_micro_batch_tokens // seq_len))
     wrap = method.model_copy(update={"name": "lora"}) if method.name == "qlora" else method
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(model_config, dtype=dtype)
+        model = auto.from_config(model_config, dtype=dtype)
         if gradient_checkpointing and method.name != "prefix":
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
@@ -188,11 +202,14 @@ def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len
     # are alive at once; the fused frozen-head path keeps one fp32 chunk, plus its half-precision copy when
     # the model computes in half precision
     targets = batch_size * max(1, int(seq_len * target_fraction))
-    chunk = min(targets, loss_chunk_tokens(model_config.vocab_size))
+    chunk = min(targets, loss_chunk_tokens(text_config.vocab_size))
     logit_buffers = 3 if head_trains else 1.0 if dtype == torch.float32 else 1.5
-    loss = int(logit_buffers * chunk * model_config.vocab_size * 4) + 2 * targets * model_config.hidden_size * 4
+    loss = int(logit_buffers * chunk * text_config.vocab_size * 4) + 2 * targets * text_config.hidden_size * 4
+    activations = max(0, tracker.peak - gradients - moments) + loss
+    if not freed_memory_returned and not torch.cuda.is_available():
+        activations = int(activations * (1 + GLIBC_RETENTION))
     return MemoryEstimate(weights=weights, gradients=gradients, optimizer=moments,
-                          activations=max(0, tracker.peak - gradients - moments) + loss + RUNTIME_OVERHEAD,
+                          activations=activations + RUNTIME_OVERHEAD,
                           trainable_parameters=n_trainable, total_parameters=n_total)
 
 
@@ -219,13 +236,15 @@ def available_memory() -> int:
 
 def auto_batch_size(model_config, method: MethodConfig, batch_size: int, grad_accum: int, max_length: int,
                     target_fraction: float = 0.5, budget: int | None = None, dtype: torch.dtype = torch.float32,
-                    gradient_checkpointing: bool = False, max_micro_batch_tokens: int | None = None) -> tuple[int, int]:
+                    gradient_checkpointing: bool = False, max_micro_batch_tokens: int | None = None,
+                    freed_memory_returned: bool = False) -> tuple[int, int]:
     """Largest micro-batch that fits and divides the global batch; gradient accumulation keeps the global batch."""
     budget = budget or int(available_memory() * 0.9)
     global_batch = batch_size * grad_accum
     for micro in sorted({m for m in range(1, global_batch + 1) if global_batch % m == 0}, reverse=True):
         est = estimate_memory(model_config, method, micro, max_length, dtype, gradient_checkpointing, target_fraction,
-                              max_micro_batch_tokens=max_micro_batch_tokens)
+                              max_micro_batch_tokens=max_micro_batch_tokens,
+                              freed_memory_returned=freed_memory_returned)
         if est.total <= budget:
             return micro, global_batch // micro
     raise R1TuneError(f"even a micro-batch of 1 needs more than {budget / GIB:.1f} GiB: enable "

@@ -7,13 +7,16 @@ lower layers (more general knowledge) progressively slower. Parameters outside t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from r1tune.model.methods import layer_of
 
 
 def param_groups(model, lr: float, weight_decay: float, n_layers: int,
-                 layerwise_lr_decay: float | None = None) -> list[dict]:
+                 layerwise_lr_decay: float | None = None, lr_of: Callable[[str], float] | None = None) -> list[dict]:
+    """`lr_of(name)`: a parameter's own base rate (issue 19: a vision model's tower and projector), else `lr`."""
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -23,5 +26,5 @@ def param_groups(model, lr: float, weight_decay: float, n_layers: int,
         layer = layer_of(name)
         if layerwise_lr_decay is not None and layer is not None:
             scale = layerwise_lr_decay ** (n_layers - 1 - layer)
-        groups.setdefault((scale, decay), []).append(p)
-    return [{"params": ps, "lr": lr * scale, "weight_decay": decay} for (scale, decay), ps in sorted(groups.items())]
+        groups.setdefault(((lr_of(name) if lr_of else lr) * scale, decay), []).append(p)
+    return [{"params": ps, "lr": rate, "weight_decay": decay} for (rate, decay), ps in sorted(groups.items())]

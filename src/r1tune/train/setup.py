@@ -23,12 +23,13 @@ from r1tune.model.methods import quantization_config
 from r1tune.train.memory import peak_memory, process_memory, reset_peak_memory, return_freed_memory_to_os
 
 
-def prepare_process(threads: int | None) -> None:
-    """Torch threads as configured; on CPU, freed memory goes back to the OS (else glibc keeps freed activations
-    resident, see train/memory.py)."""
+def prepare_process(threads: int | None, return_freed_memory: bool = False) -> None:
+    """Torch threads as configured; on CPU with `return_freed_memory` (train.return_freed_memory), freed memory
+    goes back to the OS at once — slower steps, lower peak RSS; the memory estimate follows either way
+    (train/memory.py)."""
     if threads:
         torch.set_num_threads(threads)
-    if not torch.cuda.is_available():
+    if return_freed_memory and not torch.cuda.is_available():
         return_freed_memory_to_os()
 
 
