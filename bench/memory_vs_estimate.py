@@ -36,22 +36,26 @@ def long_samples(path: Path, n: int = 48) -> Path:
     return path
 
 
-def measure(model: Path, method: str, batch: int, length: int, data: Path, work: Path) -> dict:
-    out = work / f"run-{model.name}-{method}"
+def measure(model: Path, method: str, batch: int, length: int, data: Path, work: Path, pinned: bool = False) -> dict:
+    out = work / f"run-{model.name}-{method}{'-pinned' if pinned else ''}"
     cmd = [sys.executable, "-m", "r1tune.cli", "finetune", "--model", str(model), "--data", str(data), "--out",
            str(out), "--max-steps", "3", "--batch-size", str(batch), "--max-length", str(length), "--method", method,
-           "--set", "train.threads=2", "--set", "data.val_split=0", "--set", "train.save_every=1000"]
+           "--set", "train.threads=2", "--set", "data.val_split=0", "--set", "train.save_every=1000",
+           "--set", f"train.return_freed_memory={str(pinned).lower()}"]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode:
         raise RuntimeError(run.stderr[-2000:])
     return json.loads((out / "final" / "provenance.json").read_text())["training"]
 
 
-def compare(model: Path, method: str, batch: int, length: int, data: Path, work: Path) -> dict:
-    measured = measure(model, method, batch, length, data, work)
+def compare(model: Path, method: str, batch: int, length: int, data: Path, work: Path, pinned: bool = False) -> dict:
+    """`pinned`: both sides with train.return_freed_memory (glibc's mmap threshold pinned), where resident memory
+    follows tensor memory; without it (the default) glibc keeps freed activations, an amount that varies with
+    how the allocator's arenas meet the CPU load of the moment."""
+    measured = measure(model, method, batch, length, data, work, pinned)
     est = estimate_memory(AutoConfig.from_pretrained(model), MethodConfig(name=method), batch, length,
                           getattr(torch, measured["base_dtype"]), target_fraction=measured["target_fraction"],
-                          max_micro_batch_tokens=micro_batch_token_cap(None))
+                          max_micro_batch_tokens=micro_batch_token_cap(None), freed_memory_returned=pinned)
     return {"model": model.name, "method": method, "batch": batch, "length": length, "estimate_bytes": est.total,
             "measured_bytes": measured["peak_memory_bytes"], "dtype": measured["base_dtype"],
             "ratio": est.total / measured["peak_memory_bytes"]}
@@ -62,6 +66,7 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", default=["tiny", "small"])
     ap.add_argument("--methods", nargs="+", default=[*PEFT_METHODS, "full", "freeze"])
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--pinned", action="store_true", help="measure with train.return_freed_memory (64 KiB mmap pin)")
     args = ap.parse_args()
     from r1tune.model.tiny import make_tiny_model
 
@@ -74,7 +79,7 @@ def main() -> None:
             make_tiny_model(model, size=size)
             batch, length = SETTINGS[size]
             for method in args.methods:
-                row = compare(model, method, batch, length, data, work)
+                row = compare(model, method, batch, length, data, work, args.pinned)
                 rows.append(row)
                 print(f"{size:6s} {method:8s} {row['dtype']:8s} estimate {row['estimate_bytes'] / 2**20:8.1f} MiB"
                       f"  measured {row['measured_bytes'] / 2**20:8.1f} MiB  ratio {row['ratio']:.2f}", flush=True)
