@@ -40,7 +40,8 @@ def test_detached_job_status_stop_and_reused_pid(tmp_path):
     assert jobs.job_alive(job) and not jobs.job_alive(stale)
 
     jobs.stop(folder)
-    assert wait_for(lambda: jobs.status(folder) == "stopped")
+    # the status follows the process at once; its exit code comes from the board's waiter thread a moment later
+    assert wait_for(lambda: jobs.status(folder) == "stopped" and jobs.read_job(folder)["exit_code"] is not None)
     ended = jobs.read_job(folder)
     assert ended["stop_requested"] and ended["exit_code"] == -15
     assert jobs.summarize(tmp_path / "runs", folder)["status"] == "stopped"
