@@ -24,6 +24,10 @@ def load_items(path: str | Path, fmt: str = "auto", limit: int | None = None, en
                columns: dict[str, str] | None = None) -> list[EvalItem]:
     read = load_image_samples if file_has_images(path, encoding, columns) else load_samples  # issue 19
     samples, _ = read(path, fmt, encoding=encoding, columns=columns)
+    return items_from_samples(samples, limit)
+
+
+def items_from_samples(samples: list, limit: int | None = None) -> list[EvalItem]:
     items = []
     for number, sample in enumerate(samples[:limit] if limit else samples):
         label = sample.meta.get("label")

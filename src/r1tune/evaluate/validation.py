@@ -13,7 +13,7 @@ from r1tune.config import DataConfig, SearchEvaluation
 from r1tune.data.formats import load_samples
 from r1tune.errors import R1TuneError
 from r1tune.evaluate.generate import generate
-from r1tune.evaluate.items import last_user_text
+from r1tune.evaluate.items import items_from_samples
 from r1tune.evaluate.scoring import EvalItem, Output, ScoringOptions, detect_task, score_outputs
 from r1tune.model.runs import load_for_inference
 from r1tune.train.data import hold_out
@@ -27,13 +27,7 @@ def validation_items(data: DataConfig, seed: int, limit: int | None = None) -> l
         samples = hold_out(train, data.val_split, seed, data.train)[1]
     if not samples:
         raise R1TuneError(f"{data.train}: no validation samples to score (set data.validation or data.val_split)")
-    items = []
-    for number, sample in enumerate(samples[:limit] if limit else samples):
-        label = sample.meta.get("label")
-        items.append(EvalItem(id=str(sample.meta.get("id", number)), messages=sample.prompt_messages,
-                              prompt=last_user_text(sample.prompt_messages), reference=sample.answer,
-                              label=str(label) if label is not None else None, meta=sample.meta))
-    return items
+    return items_from_samples(samples, limit)
 
 
 def score_run(run: str, items: list[EvalItem], metrics: list[str], settings: SearchEvaluation) -> dict[str, float]:
