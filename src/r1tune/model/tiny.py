@@ -104,7 +104,7 @@ def train_tokenizer(bpe_vocab: int):
 def make_tiny_model(out: str | Path, arch: str = "qwen2", size: str = "tiny", seed: int = 0) -> dict:
     """Write a random-init model + R1 tokenizer to `out`; returns a summary (also saved as tiny_model.json)."""
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 
     if arch not in ("qwen2", "llama"):
@@ -127,7 +127,18 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2", size: str = "tiny", se
         model_cls = LlamaForCausalLM
     torch.manual_seed(seed)
     model = model_cls(config).eval()
-    # R1's recommended sampling, as in the real generation_config.json
+    out = save_tiny(model, tokenizer, out)
+    summary = {"arch": arch, "size": size, "seed": seed, "vocab_size": vocab, "tokenizer_len": len(tokenizer),
+               "parameters": sum(p.numel() for p in model.parameters())}
+    (out / "tiny_model.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
+
+
+def save_tiny(model, tokenizer, out: str | Path) -> Path:
+    """Save a tiny model folder as a real R1-Distill one looks: R1's recommended sampling in
+    generation_config.json, add_bos_token / add_eos_token recorded in tokenizer_config.json."""
+    from transformers import GenerationConfig
+
     model.generation_config = GenerationConfig(do_sample=True, temperature=0.6, top_p=0.95,
                                                bos_token_id=tokenizer.bos_token_id,
                                                eos_token_id=tokenizer.eos_token_id,
@@ -136,16 +147,8 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2", size: str = "tiny", se
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    _mark_add_bos(out)
-    summary = {"arch": arch, "size": size, "seed": seed, "vocab_size": vocab, "tokenizer_len": len(tokenizer),
-               "parameters": sum(p.numel() for p in model.parameters())}
-    (out / "tiny_model.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    return summary
-
-
-def _mark_add_bos(out: Path) -> None:
-    """Record add_bos_token / add_eos_token as the real tokenizer_config.json does."""
     path = out / "tokenizer_config.json"
     cfg = json.loads(path.read_text(encoding="utf-8"))
     cfg.update(add_bos_token=True, add_eos_token=False)
     path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
+    return out

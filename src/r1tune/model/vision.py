@@ -28,7 +28,7 @@ from r1tune.data.images import IMAGE_PLACEHOLDER
 from r1tune.errors import R1TuneError
 from r1tune.model.encode import Piece, encode_pieces
 from r1tune.model.template import generation_pieces
-from r1tune.model.tiny import train_tokenizer
+from r1tune.model.tiny import save_tiny, train_tokenizer
 
 VISION_ARCHS = ("qwen2_5_vl", "qwen2_vl")
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
@@ -87,7 +87,6 @@ def make_tiny_vision_model(out: str | Path, arch: str = "qwen2_5_vl", size: str 
     `tokenizer`: the tiny R1 tokenizer of the same size when one is at hand (tests), else trained here."""
     from tokenizers import AddedToken
     from transformers import (
-        GenerationConfig,
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
         Qwen2VLConfig,
@@ -123,19 +122,8 @@ def make_tiny_vision_model(out: str | Path, arch: str = "qwen2_5_vl", size: str 
         model_cls = Qwen2VLForConditionalGeneration
     torch.manual_seed(seed)
     model = model_cls(config).eval()
-    model.generation_config = GenerationConfig(do_sample=True, temperature=0.6, top_p=0.95,
-                                               bos_token_id=tokenizer.bos_token_id,
-                                               eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.eos_token_id)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    out = save_tiny(model, tokenizer, out)
     tiny_image_processor(size).save_pretrained(out)
-    tok_cfg_path = out / "tokenizer_config.json"
-    tok_cfg = json.loads(tok_cfg_path.read_text(encoding="utf-8"))
-    tok_cfg.update(add_bos_token=True, add_eos_token=False)
-    tok_cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False), encoding="utf-8")
     summary = {"arch": arch, "size": size, "seed": seed, "vocab_size": vocab, "tokenizer_len": len(tokenizer),
                "parameters": sum(p.numel() for p in model.parameters()),
                "vision_parameters": sum(p.numel() for p in model.model.visual.parameters()), **token_ids}

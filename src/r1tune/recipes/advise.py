@@ -3,15 +3,8 @@
     r1tune advise --model deepseek-ai/DeepSeek-R1-Distill-Qwen-7B --data train.jsonl --memory 24GiB
     r1tune advise --model M --data D --method lora --batch-size 4 --max-length 2048 --json   # one setting
 
-The ranking itself is `train/advice.py` (`recommend`, shared with `r1tune search`); this flow times the
-settings and renders them. Inputs weighed, each reported with the reason it moved the recommendation:
-- data size: under 10k samples → light methods (prompt/prefix, low-rank LoRA); 10k–100k → LoRA/DoRA;
-  over 100k → full or freeze fine-tuning when memory allows (the guide's matrix);
-- how far the domain is from the base model: base-model perplexity on a sample of the answers;
-- whether general ability must be kept: lighter methods, lower learning rates;
-- memory per device and the number of devices: every candidate's peak memory is estimated
-  (`train/memory.py`) and its micro-batch is the largest that fits; the rest of the global batch comes
-  from gradient accumulation (and gradient checkpointing when even one sample does not fit).
+The ranking itself is `train/advice.py` (`recommend`, shared with `r1tune search`; its docstring lists the
+inputs weighed); this flow times the settings and renders them, each with the reason it moved the recommendation.
 Time comes from the throughput of a few real steps when the model fits this machine, else from FLOPs; while
 the steps run, stderr shows which one (a spinner on a terminal, a line per step elsewhere).
 """
