@@ -57,9 +57,11 @@ def make_tiny_model_cmd(
                              "vision-language qwen2_5_vl / qwen2_vl."),
     size: str = typer.Option("tiny", help="tiny (fast tests) or small (real 151,936-row vocabulary)."),
     seed: int = typer.Option(0, help="Initialisation seed."),
+    chat: str = typer.Option("r1", help="Vision archs: r1 (R1 tokenizer and template) or chatml (the hub "
+                             "Qwen2-VL / Qwen2.5-VL layout: ChatML template, eos <|im_end|>, no R1 marker)."),
 ):
     """Build a deterministic random-init R1-Distill-architecture model with an R1 tokenizer, offline."""
-    make_tiny_model(out, arch=arch, size=size, seed=seed)
+    make_tiny_model(out, arch=arch, size=size, seed=seed, chat=chat)
 
 
 @app.command("render")

@@ -115,8 +115,9 @@ class DataConfig(Section):
     on_error: Literal["stop", "skip"] = Field("stop", description="Stop at the first bad record, or skip and list it.")
     encoding: Encoding = Field("auto", description=ENCODING_HELP + " Applies to train and validation.")
     columns: ColumnMap = Field({}, description=COLUMNS_HELP + " Applies to train and validation.")
-    chat_template: Literal["model", "r1", "r1-2025-01"] = Field(
-        "model", description="Template to train with: the tokenizer's own, or one of the bundled R1 templates.")
+    chat_template: Literal["model", "r1", "r1-2025-01", "qwen2-vl"] = Field(
+        "model", description="Template to train with: the tokenizer's own, one of the bundled R1 templates, or "
+        "Qwen2-VL-Instruct's ChatML (for a Qwen2-VL / Qwen2.5-VL checkpoint saved without one).")
     # issue 20: tokenize once (train/token_cache.py); YAML reads a bare `off` as false
     token_cache: Annotated[str, BeforeValidator(lambda v: "off" if v is False else v)] = Field(
         "auto", description="Folder of the tokenized-data cache: a rerun on the same data files, tokenizer, "
@@ -181,7 +182,8 @@ class TrainConfig(Section):
         None, ge=0, description="Run each micro-batch in length-sorted pieces of at most this many padded tokens "
         "(same gradient, activation memory bounded by the cap). None: 2048 on CPU, no cap on GPU; 0: no cap.")
     return_freed_memory: bool = Field(  # issue 20: speed by default; the memory estimate follows this setting
-        False, description="CPU: pin glibc's mmap threshold at 64 KiB so every freed activation goes back to the "
+        False, description="CPU: pin glibc's mmap threshold at 64 KiB (one malloc arena) so every freed activation "
+        "goes back to the "
         "OS at once: peak RSS follows tensor memory (0.73x on the small bench model) but each step runs 10-20% "
         "slower (page faults on every large allocation). Off: glibc keeps freed blocks for reuse.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")

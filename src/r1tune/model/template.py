@@ -15,6 +15,12 @@ rendered text (and the template's bos is the only bos). Prompt, untrained bridge
 apart. Labels are set by position, never by token id, because pad == eos in R1 tokenizers.
 
     r1tune render --model DIR --messages sample.json --train --ids
+
+Qwen2-VL / Qwen2.5-VL checkpoints (the R1-style reasoning VLMs start from them) ship ChatML instead: turns are
+`<|im_start|>role\n…<|im_end|>`, the generation prompt ends `<|im_start|>assistant\n`, eos is `<|im_end|>`, and
+`<think>` is plain text in their vocabulary. The same code serves both dialects: the prompt is the model's own
+template, `<think>\n` is forced after it, and the target ends with the tokenizer's eos — what R1-V / VLM-R1
+train, without adding untrained marker rows to a checkpoint that never saw them.
 """
 
 from __future__ import annotations
@@ -33,16 +39,21 @@ BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
 USER = "<｜User｜>"
 ASSISTANT = "<｜Assistant｜>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+CHATML_ASSISTANT = IM_START + "assistant\n"
+ASSISTANT_TURNS = (ASSISTANT, CHATML_ASSISTANT)  # R1's, ChatML's (Qwen2-VL / Qwen2.5-VL)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 FORCED_PREFIX = THINK_OPEN + "\n"
 IGNORE = -100
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-TEMPLATE_FILES = {"r1": "chat_template.jinja", "r1-2025-01": "chat_template_2025-01.jinja"}
+TEMPLATE_FILES = {"r1": "chat_template.jinja", "r1-2025-01": "chat_template_2025-01.jinja",
+                  "qwen2-vl": "chat_template_qwen2_vl.jinja"}  # Qwen2-VL / Qwen2.5-VL-Instruct's, byte for byte
 
 
 @cache
 def bundled_template(name: str) -> str:
-    """The R1-Distill chat template, byte for byte ('r1' = current, 'r1-2025-01' = first release)."""
+    """A bundled chat template, byte for byte: R1-Distill's ('r1' = current, 'r1-2025-01' = first release) or
+    Qwen2-VL-Instruct's ChatML ('qwen2-vl', also Qwen2.5-VL's)."""
     return (RESOURCES / TEMPLATE_FILES[name]).read_text(encoding="utf-8")
 
 
@@ -51,7 +62,7 @@ def template_hash(template: str) -> str:
 
 
 def template_name(template: str) -> str:
-    """Which bundled R1 template this is, or 'custom'."""
+    """Which bundled template this is, or 'custom'."""
     for name in TEMPLATE_FILES:
         if template == bundled_template(name):
             return name
@@ -89,8 +100,10 @@ def render_prompt(tokenizer, messages: list[dict], template: str | None = None) 
 
 
 def generation_prefix(template: str) -> str:
-    """What the template writes after `<｜Assistant｜>` in its generation prompt: '<think>\\n' or ''."""
-    return THINK_OPEN + "\n" if "'<｜Assistant｜><think>\\n'" in template else ""
+    """What the template writes after the assistant turn's start in its generation prompt: '<think>\\n' or ''."""
+    # the template's source holds the string literal, its newlines written as \\n
+    literals = ("'" + (turn + THINK_OPEN + "\n").replace("\n", "\\n") + "'" for turn in ASSISTANT_TURNS)
+    return THINK_OPEN + "\n" if any(literal in template for literal in literals) else ""
 
 
 def template_visible_content(message: dict) -> str:
@@ -127,8 +140,10 @@ def chat_pieces(tokenizer, messages: list[dict], template: str | None = None,
 
 def _generation_prompt_pieces(tokenizer, messages: list[dict], template: str) -> list[Piece]:
     pieces = chat_pieces(tokenizer, messages, template, add_generation_prompt=True)
-    if not pieces or pieces[-1][1] or not pieces[-1][0].endswith(ASSISTANT + generation_prefix(template)):
-        raise R1TuneError("the chat template's generation prompt does not end with <｜Assistant｜>: not an R1 template")
+    prefix = generation_prefix(template)
+    if not pieces or pieces[-1][1] or not any(pieces[-1][0].endswith(turn + prefix) for turn in ASSISTANT_TURNS):
+        raise R1TuneError("the chat template's generation prompt ends with neither <｜Assistant｜> (R1) nor "
+                          "<|im_start|>assistant (ChatML): set data.chat_template to r1 or qwen2-vl")
     return pieces
 
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from r1tune.errors import R1TuneError
-from r1tune.model.template import BOS, EOS, bundled_template
+from r1tune.model.template import BOS, EOS, IM_END, IM_START, bundled_template
 
 # In the order of the real R1-Distill-Qwen added tokens (ids 151643… there), with their `special` flags.
 R1_ADDED_TOKENS = [
@@ -27,6 +27,8 @@ R1_ADDED_TOKENS = [
     ("<｜tool▁call▁end｜>", False), ("<｜tool▁outputs▁begin｜>", False), ("<｜tool▁outputs▁end｜>", False),
     ("<｜tool▁output▁begin｜>", False), ("<｜tool▁output▁end｜>", False), ("<｜tool▁sep｜>", False),
 ]
+# Qwen2-VL / Qwen2.5-VL's text tokens (ids 151643… there, all special; the vision tokens follow), no bos
+CHATML_ADDED_TOKENS = ["<|endoftext|>", IM_START, IM_END]
 # Qwen2's pre-tokenisation regex (tokenizer.json of Qwen2 / R1-Distill-Qwen).
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -62,7 +64,10 @@ def _strings(value) -> list[str]:
     return []
 
 
-def train_tokenizer(bpe_vocab: int):
+def train_tokenizer(bpe_vocab: int, chat: str = "r1"):
+    """The BPE tokenizer of the tiny models. chat='r1': R1-Distill's added tokens, bos, pad == eos and template;
+    chat='chatml': a Qwen2-VL-Instruct checkpoint's layout (no R1 marker, no bos, eos `<|im_end|>`, pad
+    `<|endoftext|>`, its ChatML template), as the hub's VLMs ship."""
     from tokenizers import (
         AddedToken,
         Regex,
@@ -86,6 +91,15 @@ def train_tokenizer(bpe_vocab: int):
     trainer = trainers.BpeTrainer(vocab_size=bpe_vocab, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tok.train_from_iterator(tokenizer_corpus(), trainer=trainer)
+    if chat == "chatml":
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CHATML_ADDED_TOKENS])
+        tok.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+        hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=IM_END, pad_token="<|endoftext|>",
+                                     model_max_length=16384, clean_up_tokenization_spaces=False, padding_side="left")
+        hf.chat_template = bundled_template("qwen2-vl")
+        return hf
+    if chat != "r1":
+        raise R1TuneError(f"chat must be r1 or chatml, not {chat!r}")
     for text, special in R1_ADDED_TOKENS:
         token = AddedToken(text, special=special, normalized=False, single_word=False, lstrip=False, rstrip=False)
         (tok.add_special_tokens if special else tok.add_tokens)([token])
@@ -142,13 +156,13 @@ def save_tiny(model, tokenizer, out: str | Path) -> Path:
     model.generation_config = GenerationConfig(do_sample=True, temperature=0.6, top_p=0.95,
                                                bos_token_id=tokenizer.bos_token_id,
                                                eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.eos_token_id)
+                                               pad_token_id=tokenizer.pad_token_id)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     path = out / "tokenizer_config.json"
     cfg = json.loads(path.read_text(encoding="utf-8"))
-    cfg.update(add_bos_token=True, add_eos_token=False)
+    cfg.update(add_bos_token=tokenizer.bos_token is not None, add_eos_token=False)
     path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
     return out

@@ -81,10 +81,11 @@ def vision_body(model):
 
 
 def make_tiny_vision_model(out: str | Path, arch: str = "qwen2_5_vl", size: str = "tiny", seed: int = 0,
-                           tokenizer=None) -> dict:
-    """A random-init Qwen2.5-VL (or Qwen2-VL) with the R1 tokenizer plus the Qwen vision tokens, and the real
-    Qwen2-VL image processor layout (14-pixel patches, 2×2 merge, temporal patch 2), saved as a checkpoint.
-    `tokenizer`: the tiny R1 tokenizer of the same size when one is at hand (tests), else trained here."""
+                           tokenizer=None, chat: str = "r1") -> dict:
+    """A random-init Qwen2.5-VL (or Qwen2-VL) with the Qwen vision tokens and the real Qwen2-VL image processor
+    layout (14-pixel patches, 2×2 merge, temporal patch 2), saved as a checkpoint. chat='r1': the R1 tokenizer
+    and template; chat='chatml': the hub checkpoints' own layout (ChatML template, no R1 marker, eos
+    `<|im_end|>`). `tokenizer`: a tiny tokenizer of the same size when one is at hand (tests), else trained here."""
     from tokenizers import AddedToken
     from transformers import (
         Qwen2_5_VLConfig,
@@ -98,7 +99,7 @@ def make_tiny_vision_model(out: str | Path, arch: str = "qwen2_5_vl", size: str 
     if size not in VISION_SIZES:
         raise R1TuneError(f"--size must be one of {', '.join(VISION_SIZES)}, not {size!r}")
     spec = VISION_SIZES[size]
-    tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else train_tokenizer(spec["bpe_vocab"])
+    tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else train_tokenizer(spec["bpe_vocab"], chat)
     # after the R1 markers, as Qwen's own vision tokens follow its text vocabulary; special, so never split
     tokenizer.add_special_tokens({"additional_special_tokens": [
         AddedToken(t, special=True, normalized=False) for t in VISION_TOKENS]})
@@ -107,7 +108,7 @@ def make_tiny_vision_model(out: str | Path, arch: str = "qwen2_5_vl", size: str 
     text = dict(vocab_size=vocab, max_position_embeddings=16384, rms_norm_eps=1e-6, tie_word_embeddings=False,
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": spec["mrope_section"]},
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.eos_token_id, **spec["text"])
+                pad_token_id=tokenizer.pad_token_id, **spec["text"])
     vision = dict(spec["vision"], out_hidden_size=spec["text"]["hidden_size"])
     token_ids = dict(image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
                      vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END])
@@ -124,7 +125,8 @@ def make_tiny_vision_model(out: str | Path, arch: str = "qwen2_5_vl", size: str 
     model = model_cls(config).eval()
     out = save_tiny(model, tokenizer, out)
     tiny_image_processor(size).save_pretrained(out)
-    summary = {"arch": arch, "size": size, "seed": seed, "vocab_size": vocab, "tokenizer_len": len(tokenizer),
+    summary = {"arch": arch, "size": size, "seed": seed, "chat": chat, "vocab_size": vocab,
+               "tokenizer_len": len(tokenizer),
                "parameters": sum(p.numel() for p in model.parameters()),
                "vision_parameters": sum(p.numel() for p in model.model.visual.parameters()), **token_ids}
     (out / "tiny_model.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")

@@ -12,8 +12,9 @@ one chunk); QLoRA's 4-bit base is counted as NF4 blocks.
 
 On CPU, glibc keeps freed blocks in its heap for reuse (its mmap threshold grows after each large free up to
 32 MiB), so resident memory ends above what tensors use: the estimate adds `GLIBC_RETENTION` of the activations
-for a CPU run. `train.return_freed_memory` pins the threshold instead (`return_freed_memory_to_os()`): every
-large tensor is mmapped and handed back when freed, peak RSS tracks tensor memory and the estimate adds nothing,
+for a CPU run. `train.return_freed_memory` pins the threshold instead (`return_freed_memory_to_os()`, with one
+malloc arena): every large tensor is mmapped and handed back when freed, peak RSS tracks tensor memory whatever
+the machine's load and the estimate adds nothing,
 but the page faults cost speed. Measured (issue 20; CPU time of the training steps, peak RSS above the process
 before model load): small bench model, LoRA 8 x 512, 1.11x the CPU time pinned, 1.33 vs 1.82 GiB; tiny model
 8 x 256, LoRA 1.16x at 146 vs 201 MiB, full 1.24x at 155 vs 187 MiB. Speed is the default.
@@ -48,8 +49,12 @@ MICRO_BATCHES = (16, 8, 4, 2, 1)
 # per-thread scratch): measured 14–20 MiB on the tiny model whatever the method (bench/memory_vs_estimate.py)
 RUNTIME_OVERHEAD = 12 * 1024**2
 # glibc's heap keeps freed activation blocks resident when the mmap threshold is not pinned (the default): peak
-# RSS above tensor memory, as a share of the traced activations; fitted to the issue-20 measurements above
-GLIBC_RETENTION = 0.65
+# RSS above tensor memory, as a share of the traced activations. Fitted on an idle machine to every method on the
+# tiny and small bench models (bench/memory_vs_estimate.py with and without --pinned): 0.2-0.6 for all but QLoRA,
+# whose per-matmul dequantised weights churn through the heap (0.9-1.3). A busy machine moves these shares;
+# the pinned setting is the one whose peak follows the estimate whatever the load.
+GLIBC_RETENTION = 0.4
+GLIBC_RETENTION_QLORA = 1.0
 
 
 def return_freed_memory_to_os(threshold: int = 64 * 1024) -> bool:
@@ -58,8 +63,11 @@ def return_freed_memory_to_os(threshold: int = 64 * 1024) -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    M_MMAP_THRESHOLD = -3
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+    M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+    # one heap for the small blocks too: under CPU contention glibc opens a new arena whenever a thread finds the
+    # lock taken, and each keeps its own freed blocks (the tiny LoRA run measured 1.3x its peak beside a busy
+    # test worker on the CI machine, 1.0x alone)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(M_ARENA_MAX, 1))
 
 
 def micro_batch_token_cap(setting: int | None) -> int | None:
@@ -207,7 +215,7 @@ def estimate_memory(model_config, method: MethodConfig, batch_size: int, seq_len
     loss = int(logit_buffers * chunk * text_config.vocab_size * 4) + 2 * targets * text_config.hidden_size * 4
     activations = max(0, tracker.peak - gradients - moments) + loss
     if not freed_memory_returned and not torch.cuda.is_available():
-        activations = int(activations * (1 + GLIBC_RETENTION))
+        activations = int(activations * (1 + (GLIBC_RETENTION_QLORA if method.name == "qlora" else GLIBC_RETENTION)))
     return MemoryEstimate(weights=weights, gradients=gradients, optimizer=moments,
                           activations=activations + RUNTIME_OVERHEAD,
                           trainable_parameters=n_trainable, total_parameters=n_total)
