@@ -216,3 +216,18 @@ def test_the_format_questions_other_parts_ask():
     assert columns_problem(["prompt", "completion"]).endswith(
         "--columns instruction=prompt,output=completion)")
     assert "{instruction: COLUMN, output: COLUMN}" in columns_problem(["a", "b"])
+
+
+def test_prepare_check_reads_its_input_as_the_config_declares(tmp_path, cli):
+    """`prepare check --config` takes the config's encoding and columns for IN (as the pipeline does); the
+    command line's --encoding / --columns still win."""
+    path = write(tmp_path / "cn.jsonl", "gbk", CHINESE_COLUMNS)
+    config = tmp_path / "prepare.yaml"
+    config.write_text("encoding: gb18030\ncolumns: {instruction: 指令, input: 输入, output: 输出}\n", encoding="utf-8")
+    code, out, err = cli("prepare", "check", path, "--out", tmp_path / "report", "--config", config)
+    assert code == 0, err
+    quality = json.loads((tmp_path / "report" / "quality.json").read_text(encoding="utf-8"))
+    assert (quality["readable_records"], quality["trainable_records"]) == (len(RECORDS), len(RECORDS))
+    code, out, err = cli("prepare", "check", path, "--out", tmp_path / "report2", "--config", config,
+                         "--encoding", "utf-8")
+    assert code == 2 and "invalid UTF-8" in err

@@ -228,15 +228,24 @@ def clean_step(inp: Path, out: Path, rules: Path | None = None, on_error: str | 
     return summary
 
 
-@reads_input
 def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: list[str] | None = None,
-               label_field: str | None = None, thresholds: list[str] | None = None, workers: int | None = None) -> dict:
+               label_field: str | None = None, thresholds: list[str] | None = None, workers: int | None = None,
+               encoding: str | None = None, columns: str | dict | None = None) -> dict:
+    """`config`'s check section, and its `encoding` / `columns` for IN unless --encoding / --columns are given."""
     out_dir = Path(out_dir)
     check_step_files([inp], [out_dir / "quality.json", out_dir / "report.md", out_dir / "problems.jsonl"],
                      also_read=[config])
-    prepare = None
-    if config is not None:
-        prepare = load_config(PrepareConfig, config)
+    prepare = load_config(PrepareConfig, config) if config is not None else None
+    if prepare is not None:
+        encoding = encoding if encoding is not None else prepare.encoding
+        columns = columns if columns is not None else prepare.columns
+    settings = step_settings(encoding=encoding, columns=columns)
+    with reading_as(inp, settings.encoding, settings.columns):
+        return _check(inp, out_dir, prepare, labels, label_field, thresholds, workers)
+
+
+def _check(inp: Path, out_dir: Path, prepare: PrepareConfig | None, labels: list[str] | None,
+           label_field: str | None, thresholds: list[str] | None, workers: int | None) -> dict:
     check = prepare.check if prepare else CheckConfig()
     updates = {}
     if labels:
