@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from r1tune.config import FinetuneConfig, PrepareConfig, load_config
+from r1tune.data.encodings import reading_as
 from r1tune.data.formats import columns_problem, detect_format, load_samples, untrainable_reason
-from r1tune.data.io import read_records, reading_as
+from r1tune.data.io import read_records
 from r1tune.data.parallel import workers_for
 from r1tune.errors import DataError, R1TuneError
 

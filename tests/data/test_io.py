@@ -240,7 +240,7 @@ def test_a_parquet_file_nested_beyond_what_pyarrow_reads_is_one_error(tmp_path):
 
 
 def test_nesting_depth_skips_strings():
-    from r1tune.data.io import nesting_depth
+    from r1tune.data.json_values import nesting_depth
 
     assert nesting_depth(b'{"a": [1, {"b": "[[[["}]}') == 3
     assert nesting_depth('["\\"[", [[]]]') == 3

@@ -7,7 +7,8 @@ import pytest
 from r1tune.config import CleanConfig, PiiConfig
 from r1tune.data import parallel
 from r1tune.data.clean import clean_file
-from r1tune.data.io import BOM, jsonl_chunks
+from r1tune.data.encodings import BOM
+from r1tune.data.io import jsonl_chunks
 from r1tune.errors import DataError
 
 RECORDS = [

@@ -12,7 +12,7 @@ import pytest
 from r1tune.config import CheckConfig, CleanConfig, PiiConfig
 from r1tune.data import parallel, scan, steplog
 from r1tune.data.clean import build_plan, clean_file, clean_record
-from r1tune.data.io import reading_as
+from r1tune.data.encodings import reading_as
 from r1tune.data.quality import check_file
 from r1tune.errors import DataError
 

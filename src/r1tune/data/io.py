@@ -3,8 +3,8 @@
     for loc, record in read_records("train.jsonl"):
         ...
     read_records("raw.csv", encoding="gb18030", columns={"instruction": "指令", "output": "输出"})
-    with reading_as("raw.csv", encoding="gb18030"):   # how every read of raw.csv in the block decodes it
-        clean_file("raw.csv", "clean.jsonl")          # (prepare steps, their parallel workers)
+    with reading_as("raw.csv", encoding="gb18030"):   # data/encodings.py: how every read of raw.csv in the
+        clean_file("raw.csv", "clean.jsonl")          # block decodes it (prepare steps, their parallel workers)
 
 JSONL is streamed line by line (a 2 GB file is never loaded whole). Every problem becomes a `DataError`
 naming file, line and field; with `on_error="skip"` the bad record is appended to `skipped` and reading
@@ -30,7 +30,6 @@ column}) renames the file's columns or keys before anything else looks at a reco
 
 from __future__ import annotations
 
-import codecs
 import csv
 import datetime
 import decimal
@@ -38,15 +37,31 @@ import io
 import itertools
 import json
 import math
-import os
-import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring
 from pathlib import Path
 
+from r1tune.data.encodings import (
+    BOM,
+    UNDECODABLE,
+    declared_for,
+    file_codec,
+    legacy_chinese,
+    not_utf8_error,
+    undecodable_problem,
+)
+from r1tune.data.json_values import (
+    MAX_DEPTH,
+    SURROGATE,
+    UnwritableJSON,
+    field_name,
+    first_hit,
+    nesting_depth,
+    number_problem,
+    strict_json,
+    value_end,
+)
 from r1tune.errors import DataError
 from r1tune.files import OutputSet
 
@@ -55,8 +70,6 @@ try:  # a faster parser for the common line; the json module stays the reference
 except ImportError:  # pragma: no cover - orjson is a core dependency
     orjson = None
 
-BOM = b"\xef\xbb\xbf"
-MAX_DEPTH = 100  # levels of arrays / objects a record may nest, the record itself counted
 TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels of arrays / objects"
 # orjson.loads parses integers outside [-2**63, 2**64) as floats where json.loads keeps them exact: lines with
 # a run of 19+ digits are parsed by the json module alone. One translate marks those runs and the brackets
@@ -64,11 +77,6 @@ TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels of arrays / objects"
 # either parser sees it, so neither meets a record deeper than MAX_DEPTH (where their limits differ).
 _SCREEN = bytes(0x30 if 0x30 <= i <= 0x39 else 0x5B if i in (0x5B, 0x7B) else 0x20 for i in range(256))
 _LONG_NUMBER = b"0" * 19
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # the JSON escape of a surrogate: the only way text gets one
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _HEAD = 1 << 16  # bytes read to tell a file's encoding
 
 
@@ -83,162 +91,6 @@ class Location:
 
     def error(self, field: str | None, problem: str) -> DataError:
         return DataError(self.file, self.line, field, problem, unit=self.unit)
-
-
-# ------------------------------------------------------------------ how a file is read: encoding, columns
-
-# File (absolute path) → (encoding, columns) declared by `reading_as`; seen by parallel workers (see parallel.py).
-_declared: ContextVar[dict | None] = ContextVar("r1tune_declared_inputs", default=None)
-
-
-@contextmanager
-def reading_as(path: str | Path, encoding: str = "auto", columns: dict[str, str] | None = None):
-    """Within the block, every read of `path` that does not say otherwise decodes it with `encoding` and
-    renames `columns`, whoever reads it: a recipe declares how to read the user's file once, the steps
-    (and their workers) read it as declared, and the files the steps write stay plain UTF-8 JSONL."""
-    token = _declared.set({**(_declared.get() or {}), _file_key(path): (encoding, dict(columns or {}))})
-    try:
-        yield
-    finally:
-        _declared.reset(token)
-
-
-def declared_inputs() -> dict | None:
-    """What `reading_as` declared here, for a worker process to `adopt_declared_inputs`."""
-    return _declared.get()
-
-
-def adopt_declared_inputs(declared: dict | None) -> None:
-    """In a worker process: read files as its parent declared (a spawned worker does not inherit it)."""
-    _declared.set(declared)
-
-
-def _file_key(path: str | Path) -> str:
-    return os.path.abspath(os.fspath(path))
-
-
-def _declared_for(path: str | Path, encoding: str | None, columns: dict[str, str] | None) -> tuple[str, dict]:
-    declared = _declared.get()
-    default_encoding, default_columns = declared.get(_file_key(path), ("auto", {})) if declared else ("auto", {})
-    return encoding or default_encoding, default_columns if columns is None else columns
-
-
-def _is_utf8(codec: str) -> bool:
-    return codecs.lookup(codec).name in ("utf-8", "utf-8-sig")
-
-
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (BOM, "utf-8"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-
-
-def file_codec(path: str | Path, head: bytes, encoding: str = "auto") -> str:
-    """The codec a text file is read with, from its first bytes: "utf-8" (read as bytes, the fast path), or
-    a codec its lines are decoded with. Raises the file-level DataError of a file that looks like UTF-16
-    without a byte-order mark (auto), or of a legacy encoding given for a file that is valid UTF-8."""
-    if encoding == "auto":
-        for mark, codec in _BOMS:  # UTF-32-LE's mark begins with UTF-16-LE's: it is tried first
-            if head.startswith(mark):
-                return codec
-        utf16 = _utf16_without_bom(head)
-        if utf16:
-            raise not_utf8_error(path, 1, utf16)
-        return "utf-8"
-    if _is_utf8(encoding):
-        return "utf-8"
-    if not head.isascii() and _valid_utf8_start(head):
-        raise DataError(str(path), None, None, f"--encoding {encoding} given, but the file is UTF-8: read as "
-                                               f"{encoding} its text would be garbled; leave --encoding out")
-    return encoding
-
-
-def _valid_utf8_start(head: bytes) -> bool:
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a character cut at the end is fine
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _utf16_without_bom(head: bytes) -> str | None:
-    """"utf-16-le" / "utf-16-be" when the first bytes read like UTF-16 without a byte-order mark: a NUL in
-    many odd (little-endian) or even (big-endian) positions, as each ASCII character has, and (almost) none
-    in the others."""
-    sample = head[:4096]
-    if b"\x00" not in sample or len(sample) < 8:
-        return None
-    even, odd = sample[0::2], sample[1::2]
-    if odd.count(0) >= len(odd) // 4 and even.count(0) <= len(even) // 100:
-        return "utf-16-le"
-    if even.count(0) >= len(even) // 4 and odd.count(0) <= len(odd) // 100:
-        return "utf-16-be"
-    return None
-
-
-_CJK_CLASS = "[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"  # ideographs, CJK punctuation
-_CJK, _CJK_PAIR = re.compile(_CJK_CLASS), re.compile(_CJK_CLASS + "{2}")
-_ESCAPED = re.compile("[\udc80-\udcff]")
-_ASCII = bytes(range(0x80))
-
-
-def legacy_chinese(raw: bytes) -> str | None:
-    """"gb18030" (GBK's superset) or "big5" when bytes that are not UTF-8 read as Chinese in that encoding,
-    else None. A UTF-8 line with a few damaged bytes is not taken for one: most of its non-ASCII bytes still
-    form UTF-8 characters, where GBK or Big5 text forms them only by chance. Big5 bytes mostly decode as
-    GB18030 too, but into rare characters: Simplified Chinese in GBK keeps to GB2312's 7,445 characters."""
-    escaped = len(_ESCAPED.findall(raw.decode("utf-8", "surrogateescape")))
-    non_ascii = len(raw.translate(None, _ASCII))  # the bytes left once the ASCII ones are deleted
-    if escaped * 2 < non_ascii:
-        return None
-    gb = _chinese_text(raw, "gb18030")
-    if gb is not None and 10 * sum(map(_in_gb2312, gb)) >= 9 * len(gb):
-        return "gb18030"
-    if _chinese_text(raw, "big5") is not None:
-        return "big5"
-    return "gb18030" if gb is not None else None
-
-
-def _chinese_text(raw: bytes, codec: str) -> str | None:
-    """The non-ASCII characters of `raw` decoded with `codec`, when it decodes, they are mostly Chinese and two
-    of them stand together (an accented letter of Latin-1 text and the letter after it can pass for one
-    Chinese character, but it stands between ASCII letters)."""
-    try:
-        text = raw.decode(codec)
-    except UnicodeDecodeError:
-        return None
-    wide = "".join(c for c in text if c > "\x7f")
-    if not _CJK_PAIR.search(text) or 2 * len(_CJK.findall(wide)) < len(wide):
-        return None
-    return wide
-
-
-def _in_gb2312(char: str) -> bool:
-    code = char.encode("gb18030")
-    return len(code) == 2 and 0xA1 <= code[0] <= 0xF7 and 0xA1 <= code[1] <= 0xFE
-
-
-def not_utf8_error(path: str | Path, line: int, codec: str) -> DataError:
-    """The file-level error of a file in another encoding than UTF-8, read as "auto"."""
-    name = {"gb18030": "GBK/GB18030", "big5": "Big5", "utf-16-le": "UTF-16 (little-endian, without a byte-order "
-            "mark)", "utf-16-be": "UTF-16 (big-endian, without a byte-order mark)"}.get(codec, codec)
-    return DataError(str(path), None, None, f"file looks like {name} (line {line} is not UTF-8); convert it to "
-                                            f"UTF-8 or pass --encoding {codec}")
-
-
-def _mark_undecodable(error: UnicodeDecodeError) -> tuple[str, int]:
-    # each byte the codec cannot decode becomes U+DC00 + byte: a lone surrogate, which no decoded text
-    # otherwise holds, found again (and reported with its line) where the line is re-encoded
-    return "".join(chr(0xDC00 + b) for b in error.object[error.start:error.end]), error.end
-
-
-_UNDECODABLE = "r1tune.undecodable"
-codecs.register_error(_UNDECODABLE, _mark_undecodable)
-
-
-def _undecodable_problem(text: str, codec: str) -> str:
-    """The problem of a line decoded with _UNDECODABLE marks in it."""
-    at = _SURROGATE.search(text).start()
-    bad = re.match("[\udc00-\udcff]+", text[at:]).group()
-    return f"not valid {codec} at column {at + 1} (bytes {bytes(ord(c) - 0xDC00 for c in bad[:4])!r})"
 
 
 # ------------------------------------------------------------------ reading
@@ -259,7 +111,7 @@ def read_records(
                ".tsv": _read_csv, ".parquet": _read_parquet}
     if suffix not in readers:
         raise DataError(str(path), None, None, f"unknown file type '{suffix}' (use .jsonl, .json, .csv or .parquet)")
-    encoding, columns = _declared_for(path, encoding, columns)
+    encoding, columns = declared_for(path, encoding, columns)
     items = readers[suffix](path, encoding)
     if columns:
         items = renamed_columns(items, columns, str(path), tabular=suffix not in (".jsonl", ".ndjson", ".json"))
@@ -328,7 +180,7 @@ def splits_as_utf8(path: str | Path) -> bool:
     """Whether a JSONL file can be cut into raw UTF-8 lines for parallel workers (`jsonl_chunks`): it is read
     as UTF-8 (or is missing: the workers' caller says so). A file in another encoding, or one whose encoding
     is an error, is read by one process, which reports that error."""
-    encoding, _ = _declared_for(path, None, None)
+    encoding, _ = declared_for(path, None, None)
     try:
         with open(path, "rb") as f:
             return file_codec(path, f.read(_HEAD), encoding) == "utf-8"
@@ -341,7 +193,7 @@ def splits_as_utf8(path: str | Path) -> bool:
 def jsonl_chunks(path: str | Path, lines_per_chunk: int = 2000) -> Iterator[tuple[int, list[bytes]]]:
     """(number of the chunk's first line, its raw lines): a UTF-8 JSONL file (see `splits_as_utf8`) cut for
     parallel workers, which parse each chunk with `read_jsonl_lines` exactly as `read_records` parses the file."""
-    encoding, _ = _declared_for(path, None, None)
+    encoding, _ = declared_for(path, None, None)
     with open(path, "rb") as f:
         if file_codec(path, f.read(_HEAD), encoding) != "utf-8":
             raise ValueError(f"{path}: not a UTF-8 file; read it with read_records")
@@ -380,8 +232,8 @@ def _read_jsonl(path: Path, encoding: str):
 
 def _utf8_lines(binary, codec: str) -> Iterator[bytes]:
     """The lines of a file in `codec`, streamed, as UTF-8 bytes; bytes the codec cannot decode stay marked
-    (see _mark_undecodable) for `_jsonl_items` to report on their line."""
-    for number, line in enumerate(io.TextIOWrapper(binary, encoding=codec, errors=_UNDECODABLE, newline="\n")):
+    (see mark_undecodable) for `_jsonl_items` to report on their line."""
+    for number, line in enumerate(io.TextIOWrapper(binary, encoding=codec, errors=UNDECODABLE, newline="\n")):
         yield (line[1:] if number == 0 and line.startswith("\ufeff") else line).encode("utf-8", "surrogatepass")
 
 
@@ -390,7 +242,7 @@ def read_jsonl_lines(name: str, first_line: int, lines, encoding: str | None = N
     """(location, record) or DataError for each non-blank line of JSONL, raw UTF-8 bytes (a parallel worker's
     chunk: see `jsonl_chunks`); `first_line` numbers the first of `lines`. `encoding` and `columns` as in
     `read_records`."""
-    encoding, columns = _declared_for(name, encoding, columns)
+    encoding, columns = declared_for(name, encoding, columns)
     items = _jsonl_items(name, first_line, lines, "auto" if encoding == "auto" else "utf-8")
     return renamed_columns(items, columns, name) if columns else items
 
@@ -441,7 +293,7 @@ def _slow_line(raw: bytes, name: str, line_no: int, mode: str):
         if mode in ("auto", "utf-8"):
             return DataError(name, line_no, None, f"invalid UTF-8 at byte {e.start} of the line "
                                                   f"({raw[e.start:e.start + 4]!r})")
-        return DataError(name, line_no, None, _undecodable_problem(raw.decode("utf-8", "surrogatepass"), mode))
+        return DataError(name, line_no, None, undecodable_problem(raw.decode("utf-8", "surrogatepass"), mode))
     if not text.strip():
         return None
     loc = Location(name, line_no)
@@ -459,159 +311,18 @@ def _slow_line(raw: bytes, name: str, line_no: int, mode: str):
     return record if isinstance(record, DataError) else (loc, record)
 
 
-# ------------------------------------------------------------------ what json.loads accepts and JSON cannot hold
-
-class UnwritableJSON(ValueError):
-    """Parsed JSON holding what cannot be written back as JSON: NaN, ±Infinity, a lone surrogate. `end` is
-    where the value ends in the text (from `strict_json(text, start)`)."""
-
-    def __init__(self, field: str | None, problem: str, end: int | None = None):
-        self.field, self.problem, self.end = field, problem, end
-        super().__init__(f"{field}: {problem}" if field else problem)
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _reject_constant(name: str):
-    raise _NonFinite(name)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value - value:  # inf - inf is nan, which is true; any finite value gives 0.0
-        raise _NonFinite(text)
-    return value
-
-
-class _Marked:
-    """Stands in for NaN / ±Infinity in a second parse that finds where the first one met it."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-
-def _marked_float(text: str):
-    value = float(text)
-    return _Marked(text) if math.isinf(value) else value
-
-
-# On the json-module path only: parse_float is a Python call per float (what refuses 1e400), on lines that
-# orjson could not take (a long integer, or a problem).
-_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-_MARKING = json.JSONDecoder(parse_constant=_Marked, parse_float=_marked_float)
-
-
-def strict_json(text: str, start: int | None = None):
-    """json.loads(text) (with `start`: json's raw_decode from there, giving (value, end)), refusing NaN,
-    ±Infinity, numbers that overflow a float and lone surrogates with an `UnwritableJSON` naming the field.
-    The caller keeps the nesting within MAX_DEPTH (see nesting_depth)."""
-    try:
-        result = _STRICT.decode(text) if start is None else _STRICT.raw_decode(text, start)
-    except _NonFinite:
-        marked, end = (_MARKING.decode(text), len(text)) if start is None else _MARKING.raw_decode(text, start)
-        path, found = first_hit(marked, lambda v: v.text if isinstance(v, _Marked) else None)
-        kind = "a number too large for JSON (it reads as infinity)" if found[-1].isdigit() else "not valid JSON"
-        raise UnwritableJSON(field_name(path), f"{found} is {kind}: write null or a number", end) from None
-    value, end = (result, len(text)) if start is None else result
-    if _SURROGATE_ESCAPE.search(text, start or 0, end):
-        hit = first_hit(value, _lone_surrogate)
-        if hit is not None:
-            raise UnwritableJSON(field_name(hit[0]), lone_surrogate_problem(hit[1]), end)
-    return result
-
-
-def _lone_surrogate(value) -> str | None:
-    found = _SURROGATE.search(value) if isinstance(value, str) else None
-    return found.group() if found else None
-
-
-def lone_surrogate_problem(char: str) -> str:
-    return (f"lone surrogate \\u{ord(char):04x} (half of a UTF-16 pair, from a broken escape): the text cannot "
-            "be written as UTF-8 nor tokenized")
-
-
-def number_problem(error: ValueError) -> str:
-    if "integer string conversion" in str(error):
-        return f"a number longer than {4300:,} digits"
-    return str(error)
-
-
-def first_hit(value, probe: Callable[[object], object], path: tuple = ()) -> tuple[tuple, object] | None:
-    """(path, hit) of the first value or key (keys and indexes from the top) for which `probe` gives a hit
-    other than None; None if there is none."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            hit = probe(key)
-            if hit is not None:
-                return (*path, key), hit
-            inner = first_hit(item, probe, (*path, key))
-            if inner is not None:
-                return inner
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            inner = first_hit(item, probe, (*path, i))
-            if inner is not None:
-                return inner
-    else:
-        hit = probe(value)
-        if hit is not None:
-            return path, hit
-    return None
-
-
-def field_name(path: tuple) -> str | None:
-    """("messages", 1, "content") → "messages[1].content"; () → None (the record itself)."""
-    out = ""
-    for part in path:
-        if isinstance(part, str) and _SURROGATE.search(part):  # a key that is itself the problem, printable
-            part = part.encode("utf-8", "backslashreplace").decode("utf-8")
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or None
-
-
-def nesting_depth(raw: bytes | str) -> int:
-    """The deepest nesting of arrays / objects in JSON text, strings skipped, without parsing it (which is
-    what recurses)."""
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogatepass")
-    depth = deepest = 0
-    for byte in _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw)):
-        if byte == 0x5B or byte == 0x7B:
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
-
-
-def _value_end(text: str, start: int) -> int:
-    """Where the array / object starting at `start` ends (strings skipped; len(text) if it does not)."""
-    depth = 0
-    for token in _JSON_TOKEN.finditer(text, start):
-        kind = token.group()[0]
-        if kind in "[{":
-            depth += 1
-        elif kind in "]}":
-            depth -= 1
-            if depth == 0:
-                return token.end()
-    return len(text)
-
-
 # ------------------------------------------------------------------ whole-file formats
 
 def _read_whole_text(path: Path, encoding: str) -> str | DataError:
     raw = path.read_bytes()
     codec = file_codec(path, raw[:_HEAD], encoding)
     if codec != "utf-8":
-        text = raw.decode(codec, _UNDECODABLE).removeprefix("\ufeff")
-        bad = _SURROGATE.search(text)
+        text = raw.decode(codec, UNDECODABLE).removeprefix("\ufeff")
+        bad = SURROGATE.search(text)
         if bad is None:
             return text
         start, end = _line_around(text, bad.start(), "\n")
-        return DataError(str(path), text.count("\n", 0, start) + 1, None, _undecodable_problem(text[start:end], codec))
+        return DataError(str(path), text.count("\n", 0, start) + 1, None, undecodable_problem(text[start:end], codec))
     if raw.startswith(BOM):
         raw = raw[len(BOM):]
     try:
@@ -680,7 +391,7 @@ def _json_element(text: str, i: int, loc: Location) -> tuple[object, int | None]
     try:
         value, end = strict_json(text, i)
     except RecursionError:
-        return loc.error(None, TOO_DEEP), _value_end(text, i)
+        return loc.error(None, TOO_DEEP), value_end(text, i)
     except json.JSONDecodeError as e:
         return DataError(loc.file, e.lineno, None, f"invalid JSON at column {e.colno}: {e.msg}"), None
     except UnwritableJSON as e:

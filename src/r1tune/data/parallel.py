@@ -8,7 +8,7 @@ process (tests/data/test_parallel.py). Memory stays flat: at most two chunks per
 Workers are forked where the system can (Linux): a spawned worker re-imports the caller's main module, which
 breaks a user's script that lacks the `if __name__ == "__main__":` guard, and costs each worker a fresh
 import. Elsewhere (macOS, Windows) they are spawned. Either way a worker reads the file as its parent was told
-to (`io.reading_as`: encoding, columns). A file that is not UTF-8 is read by one process (`workers_for`): its
+to (`encodings.reading_as`: encoding, columns). A file that is not UTF-8 is read by one process (`workers_for`): its
 lines are decoded on the way, not cut as bytes.
 """
 
@@ -20,9 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from r1tune.data.encodings import adopt_declared_inputs, declared_inputs
 from r1tune.data.io import (
-    adopt_declared_inputs,
-    declared_inputs,
     empty_file_error,
     file_not_found_error,
     is_jsonl,

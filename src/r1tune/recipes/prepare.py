@@ -34,7 +34,7 @@ from r1tune.config import (
 from r1tune.data.augment import augment_file
 from r1tune.data.clean import clean_file, load_rules_file
 from r1tune.data.convert import convert_file
-from r1tune.data.io import reading_as
+from r1tune.data.encodings import reading_as
 from r1tune.data.lang import tag_file
 from r1tune.data.quality import check_file, write_report
 from r1tune.data.steplog import check_step_files, format_summary, log_path_for

@@ -31,7 +31,8 @@ CACHE_FORMAT = 1
 SRC = Path(r1tune.__file__).parent
 # the code whose output is cached: the reader and formats, the R1 rendering and tokenizing, the training set, the
 # error texts that skipped rows carry (the modules `load_training_data` runs for a text model)
-CODE = [SRC / "data" / "io.py", SRC / "data" / "formats.py", SRC / "model" / "template.py", SRC / "model" / "encode.py",
+CODE = [SRC / "data" / "io.py", SRC / "data" / "encodings.py", SRC / "data" / "json_values.py",
+        SRC / "data" / "formats.py", SRC / "model" / "template.py", SRC / "model" / "encode.py",
         SRC / "train" / "data.py", SRC / "errors.py"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
                    "tokenizer.model", "added_tokens.json", "chat_template.jinja", "chat_template.json")
