@@ -45,6 +45,7 @@ tables. The data-preparation bench (bench/bench_prepare.py) runs last (`--no-pre
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -245,7 +246,10 @@ def r1tune_batches(model_dir: Path, data_path: Path, steps: int, batch: int, max
     """The recipe's own global batches for steps 1..steps (grad_accum 1, one process): real tokens, padded tokens,
     target tokens and sequence lengths per step."""
     cache = OUT / "peer" / f"r1tune_batches_{steps}_{batch}_{max_length}_{seed}.json"
-    key = f"{data_path.stat().st_mtime_ns}:{data_path.stat().st_size}"
+    # the data file and the code that turns it into batches: a recipe change must not replay a stale plan
+    code = hashlib.sha256(b"".join((ROOT / "src" / "r1tune" / f).read_bytes() for f in
+                                   ("train/data.py", "model/template.py", "model/encode.py", "data/formats.py")))
+    key = f"{data_path.stat().st_mtime_ns}:{data_path.stat().st_size}:{code.hexdigest()[:16]}"
     if cache.exists():
         got = json.loads(cache.read_text())
         if got.get("key") == key:
@@ -256,8 +260,9 @@ def r1tune_batches(model_dir: Path, data_path: Path, steps: int, batch: int, max
     from r1tune.train.data import BatchStream, load_training_data
 
     tok = load_tokenizer(ModelConfig(name_or_path=str(model_dir)))
-    data = load_training_data(DataConfig(train=str(data_path), val_split=0.0, max_length=max_length), tok,
-                              resolve_template(tok), seed)
+    data = load_training_data(DataConfig(train=str(data_path), val_split=0.0, max_length=max_length,
+                                         reasoning="keep"),  # as run_r1tune sets it
+                              tok, resolve_template(tok), seed)
     stream = BatchStream(data.train, batch, seed)
     out = []
     for k in range(steps):
