@@ -46,7 +46,7 @@ class ChatEngines:
 
     async def reply(self, folder: Path, messages: list[dict], temperature: float, top_p: float,
                     max_tokens: int) -> AsyncIterator[tuple[str, str]]:
-        from r1tune.serve.engine import Finished, Sampling, TextDelta
+        from r1tune.serve.engine import Finished, Sampling, chat_pieces
 
         engine = await asyncio.to_thread(self._load, folder)
         prompt_ids = await asyncio.to_thread(engine.encode, messages)
@@ -63,18 +63,9 @@ class ChatEngines:
         try:
             while True:
                 event = await events.get()
-                if isinstance(event, TextDelta):
-                    reasoning, answer = splitter.feed(event.text)
-                else:
-                    reasoning, answer = splitter.finish()
-                if reasoning:
-                    yield "reasoning", reasoning
-                if answer:
-                    yield "answer", answer
+                for piece in chat_pieces(splitter, event):
+                    yield piece
                 if isinstance(event, Finished):
-                    if event.reason == "error":
-                        raise R1TuneError(f"generation failed: {event.error}")
-                    yield "finish", event.reason
                     return
         finally:
             job.cancelled.set()

@@ -103,6 +103,18 @@ class Job:
     images: dict = field(default_factory=dict)  # issue 19: pixel_values + image_grid_thw of the prompt
 
 
+
+def chat_pieces(splitter: ReasoningStream, event: Event) -> list[tuple[str, str]]:
+    """What one generation event adds to a chat stream: ("reasoning" | "answer", text) pieces, then ("finish",
+    reason) when it ends (`stream_chat`, and the board's async chat)."""
+    reasoning, answer = splitter.feed(event.text) if isinstance(event, TextDelta) else splitter.finish()
+    pieces = [(kind, text) for kind, text in (("reasoning", reasoning), ("answer", answer)) if text]
+    if isinstance(event, Finished):
+        if event.reason == "error":
+            raise R1TuneError(f"generation failed: {event.error}")
+        pieces.append(("finish", event.reason))
+    return pieces
+
 class Engine:
     """A loaded model with its tokenizer, served template and adapters, and the worker that runs it."""
 
@@ -165,17 +177,8 @@ class Engine:
         try:
             while True:
                 event = events.get()
-                if isinstance(event, TextDelta):
-                    reasoning, answer = splitter.feed(event.text)
-                else:
-                    reasoning, answer = splitter.finish()
-                for kind, text in (("reasoning", reasoning), ("answer", answer)):
-                    if text:
-                        yield kind, text
+                yield from chat_pieces(splitter, event)
                 if isinstance(event, Finished):
-                    if event.reason == "error":
-                        raise R1TuneError(f"generation failed: {event.error}")
-                    yield "finish", event.reason
                     return
         finally:
             job.cancelled.set()
