@@ -99,6 +99,7 @@ def render_prompt(tokenizer, messages: list[dict], template: str | None = None) 
     return render_chat(tokenizer, messages, add_generation_prompt=True, template=template)
 
 
+@cache
 def generation_prefix(template: str) -> str:
     """What the template writes after the assistant turn's start in its generation prompt: '<think>\\n' or ''."""
     # the template's source holds the string literal, its newlines written as \\n

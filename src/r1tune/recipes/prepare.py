@@ -208,11 +208,16 @@ def reads_input(step):
     pipeline's `encoding` / `columns`), by the step and its workers alike."""
     @functools.wraps(step)
     def run(inp, *args, encoding: str | None = None, columns: str | dict | None = None, **kwargs):
-        settings = step_settings(encoding=encoding, columns=columns)
-        with reading_as(inp, settings.encoding, settings.columns):
+        with reading_declared(inp, encoding, columns):
             return step(inp, *args, **kwargs)
 
     return run
+
+
+def reading_declared(inp: Path, encoding: str | None, columns: str | dict | None):
+    """`reading_as` for IN with --encoding / --columns (None = not given), checked as the pipeline's settings."""
+    settings = step_settings(encoding=encoding, columns=columns)
+    return reading_as(inp, settings.encoding, settings.columns)
 
 
 @reads_input
@@ -239,8 +244,7 @@ def check_step(inp: Path, out_dir: Path, config: Path | None = None, labels: lis
     if prepare is not None:
         encoding = encoding if encoding is not None else prepare.encoding
         columns = columns if columns is not None else prepare.columns
-    settings = step_settings(encoding=encoding, columns=columns)
-    with reading_as(inp, settings.encoding, settings.columns):
+    with reading_declared(inp, encoding, columns):
         return _check(inp, out_dir, prepare, labels, label_field, thresholds, workers)
 
 
