@@ -141,16 +141,13 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2", size: str = "tiny", se
         model_cls = LlamaForCausalLM
     torch.manual_seed(seed)
     model = model_cls(config).eval()
-    out = save_tiny(model, tokenizer, out)
-    summary = {"arch": arch, "size": size, "seed": seed, "vocab_size": vocab, "tokenizer_len": len(tokenizer),
-               "parameters": sum(p.numel() for p in model.parameters())}
-    (out / "tiny_model.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    return summary
+    return save_tiny(model, tokenizer, out, {"arch": arch, "size": size, "seed": seed, "vocab_size": vocab})
 
 
-def save_tiny(model, tokenizer, out: str | Path) -> Path:
+def save_tiny(model, tokenizer, out: str | Path, summary: dict) -> dict:
     """Save a tiny model folder as a real R1-Distill one looks: R1's recommended sampling in
-    generation_config.json, add_bos_token / add_eos_token recorded in tokenizer_config.json."""
+    generation_config.json, add_bos_token / add_eos_token recorded in tokenizer_config.json; `summary`, with the
+    tokenizer's length and the parameter count, in tiny_model.json (returned)."""
     from transformers import GenerationConfig
 
     model.generation_config = GenerationConfig(do_sample=True, temperature=0.6, top_p=0.95,
@@ -165,4 +162,6 @@ def save_tiny(model, tokenizer, out: str | Path) -> Path:
     cfg = json.loads(path.read_text(encoding="utf-8"))
     cfg.update(add_bos_token=tokenizer.bos_token is not None, add_eos_token=False)
     path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
-    return out
+    summary = {**summary, "tokenizer_len": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters())}
+    (out / "tiny_model.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary

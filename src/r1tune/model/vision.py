@@ -123,14 +123,10 @@ def make_tiny_vision_model(out: str | Path, arch: str = "qwen2_5_vl", size: str 
         model_cls = Qwen2VLForConditionalGeneration
     torch.manual_seed(seed)
     model = model_cls(config).eval()
-    out = save_tiny(model, tokenizer, out)
     tiny_image_processor(size).save_pretrained(out)
-    summary = {"arch": arch, "size": size, "seed": seed, "chat": chat, "vocab_size": vocab,
-               "tokenizer_len": len(tokenizer),
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "vision_parameters": sum(p.numel() for p in model.model.visual.parameters()), **token_ids}
-    (out / "tiny_model.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    return summary
+    return save_tiny(model, tokenizer, out, {
+        "arch": arch, "size": size, "seed": seed, "chat": chat, "vocab_size": vocab, **token_ids,
+        "vision_parameters": sum(p.numel() for p in model.model.visual.parameters())})
 
 
 def tiny_image_processor(size: str = "tiny"):
