@@ -45,13 +45,13 @@ from r1tune.data.lang import detect_language
 from r1tune.data.numbers import parse_number
 from r1tune.data.parallel import chunk_results, workers_for
 from r1tune.data.pii import compile_patterns, find_pii
+from r1tune.data.quality_dataset_rules import answer_classes, dataset_rules
 from r1tune.data.quality_report import build_report, write_report
 from r1tune.data.quality_rules import (
     REQUIRED_BY_FORMAT,
     RULES,
     SHORT_TEXT,
     Tally,
-    answer_classes,
     check_answer,
     check_completeness,
     check_declared,
@@ -62,7 +62,6 @@ from r1tune.data.quality_rules import (
     check_truncation,
     compile_user_checks,
     count_fields,
-    dataset_rules,
     prompt_and_answer,
     truncation_reason,
 )

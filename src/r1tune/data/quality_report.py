@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from r1tune.data.formats import columns_problem
-from r1tune.data.quality_rules import SECTIONS, Tally, answer_classes
+from r1tune.data.quality_dataset_rules import answer_classes
+from r1tune.data.quality_rules import SECTIONS, Tally
 from r1tune.files import OutputSet
 
 
