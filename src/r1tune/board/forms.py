@@ -4,7 +4,7 @@
                                         "method": "lora", "max_steps": 60, "extra": "train.warmup_steps=0"})
     plan.folder, plan.kind, plan.args, plan.yaml     # → jobs.launch(plan.folder, plan.kind, plan.args)
 
-Each form becomes the same schema class the command line validates (config.py) — a bad value is the same
+Each form becomes the same schema class the command line validates (r1tune.config) — a bad value is the same
 one-line error — and a run's config is written as YAML into its folder before its child starts with it.
 Every path a form names is resolved inside the runs folder (paths.inside); a base model may also be one of
 the folders the operator offered (`--model`) or a hub id. "More settings" take `key=value` lines for any
